@@ -1,0 +1,34 @@
+# Quick start: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The local CPU wheel; a looser torch requirement would pull GBs of CUDA packages.
+	$(PIP) install -q torch==2.13.0
+	# dynamic-network-architectures declares timm -> torchvision, which has no CPU
+	# wheel here and drags a CUDA torch in; the U-Nets we use need neither.
+	$(PIP) install -q --no-deps dynamic-network-architectures==0.4.4
+	$(PIP) install -q -e '.[pretrain,demo,test,cluster]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m curate.demo demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PIP) install -q -e '.[bench]'
+	$(PY) benchmarks/bench_index.py --subjects 3000
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,117 @@
+"""Find the images in a source collection without reading them.
+
+One fast directory walk (``os.scandir``) collects image files, JSON sidecars
+and gradient files.  BIDS roots skip ``derivatives/``, ``sourcedata/``,
+``code/`` and dot-folders so a derivative is never ingested as raw data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from manifests.schema import SourceKind
+
+from curate.io import is_nifti
+
+BIDS_SKIP_DIRS = frozenset({"derivatives", "sourcedata", "code", "stimuli", "phenotype"})
+DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
+
+
+class SourceError(Exception):
+    """The source collection itself cannot be used."""
+
+
+@dataclass(slots=True)
+class DatasetFiles:
+    """Files of one dataset found by the walk; paths relative to ``root``."""
+
+    name: str
+    root: Path
+    images: list[str] = field(default_factory=list)
+    sidecars_by_dir: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    other_files: list[str] = field(default_factory=list)
+    walk_warnings: list[str] = field(default_factory=list)
+
+
+def detect_kind(source: Path) -> SourceKind:
+    """Guess whether ``source`` is a BIDS root (or folder of them), a DICOM tree or NIfTI folder."""
+    if (source / "dataset_description.json").is_file():
+        return SourceKind.BIDS
+    try:
+        children = [c for c in source.iterdir() if c.is_dir() and not c.name.startswith(".")]
+    except OSError as exc:
+        raise SourceError(f"cannot list {source}: {exc.strerror}") from exc
+    if any((c / "dataset_description.json").is_file() for c in children):
+        return SourceKind.BIDS
+    seen = 0
+    for _, _, names in os.walk(source):
+        for name in names:
+            if is_nifti(name):
+                return SourceKind.NIFTI
+            seen += 1
+        if seen > 5000:
+            break
+    return SourceKind.DICOM
+
+
+def bids_roots(source: Path) -> list[Path]:
+    """The BIDS datasets under ``source``: itself, or its children that are BIDS roots."""
+    if (source / "dataset_description.json").is_file():
+        return [source]
+    return sorted(c for c in source.iterdir()
+                  if c.is_dir() and (c / "dataset_description.json").is_file())
+
+
+def _walk(root: Path, skip_top: frozenset[str], found: DatasetFiles, keep_all: bool) -> None:
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = list(os.scandir(root / rel_dir if rel_dir else root))
+        except OSError as exc:
+            found.walk_warnings.append(f"cannot list {rel_dir or '.'}: {exc.strerror}")
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not (rel_dir == "" and name in skip_top):
+                    stack.append(rel)
+                continue
+            if is_nifti(name):
+                found.images.append(rel)
+            elif name.endswith((".json", ".bval", ".bvec")):
+                found.sidecars_by_dir[rel_dir].append(name)
+            elif keep_all:
+                found.other_files.append(rel)
+
+
+def walk_bids(root: Path) -> DatasetFiles:
+    """Walk one BIDS dataset."""
+    found = DatasetFiles(name=root.name, root=root)
+    _walk(root, BIDS_SKIP_DIRS, found, keep_all=False)
+    found.images.sort()
+    return found
+
+
+def walk_plain(root: Path, keep_all: bool) -> DatasetFiles:
+    """Walk a clinical folder (NIfTI files, or every file for a DICOM tree)."""
+    found = DatasetFiles(name=root.name, root=root)
+    _walk(root, frozenset(), found, keep_all=keep_all)
+    found.images.sort()
+    found.other_files.sort()
+    return found
+
+
+def display_path(path: str) -> str:
+    """A path as valid UTF-8 text (undecodable bytes become U+FFFD) for the manifest."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

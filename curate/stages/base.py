@@ -1,0 +1,116 @@
+"""What a processing stage is, and the unit of work it runs on.
+
+A stage is a small object with a name, a version, the config section it
+reads, the manifest columns and exclusion reasons it owns, and a ``run``
+method that takes one :class:`WorkItem` and returns it updated (plus any new
+derived items, e.g. DWI maps).  Stages do their maths in pure functions of
+their own modules; ``run`` only glues those to I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from manifests.schema import ExclusionReason, ImageRecord, Modality, SourceKind
+
+from curate.config import CurateConfig
+from curate.io import ImageData, read_image
+
+
+@dataclass(frozen=True, slots=True)
+class StageContext:
+    """Where a stage reads from and writes to, and the settings."""
+
+    source_root: Path
+    output_root: Path
+    config: CurateConfig
+
+
+@dataclass(slots=True)
+class WorkItem:
+    """One image on its way through the stages.
+
+    Parameters
+    ----------
+    record
+        The manifest row so far.
+    source_file
+        Absolute path of the file to load voxel data from (``None`` for DICOM
+        series before conversion).
+    dicom_files
+        For DICOM series, the series' files relative to the dataset root.
+    dataset_root
+        Root of the dataset the record's ``source_path`` is relative to.
+    image
+        Voxel data, loaded on first use and dropped when the item is done.
+    extras
+        In-memory products one stage hands to later ones in the same task
+        (e.g. ``"anatomy_mask"``).  Absent when the producing stage was
+        skipped on a resumed build: read the file from the record then.
+    """
+
+    record: ImageRecord
+    source_file: str | None
+    dataset_root: str = ""
+    dicom_files: tuple[str, ...] = ()
+    image: ImageData | None = field(default=None, repr=False)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+class Stage(Protocol):
+    """The interface every ``curate build`` stage implements."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    #: Stages whose outputs this one reads (their fingerprints feed into ours).
+    requires: ClassVar[tuple[str, ...]]
+    #: Manifest columns this stage writes (restored from a previous run when unchanged).
+    columns: ClassVar[tuple[str, ...]]
+    #: Exclusion reasons this stage may add.
+    reasons: ClassVar[tuple[str, ...]]
+
+    def settings(self, config: CurateConfig) -> Any:
+        """The config section (or any JSON-able value) that changes this stage's output."""
+
+    def applies(self, record: ImageRecord) -> bool:
+        """Whether this stage runs on ``record``."""
+
+    def run(self, item: WorkItem, ctx: StageContext) -> list[WorkItem]:
+        """Process one item; return it (updated) first, then any new derived items."""
+
+
+def is_dwi_source(record: ImageRecord) -> bool:
+    """True for a DWI series excluded only for being 4D diffusion (the source of maps)."""
+    return record.modality == Modality.DWI.value and record.exclusion_reasons == (
+        ExclusionReason.MODALITY.value,
+    )
+
+
+def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
+    """The item's voxel data, converting a DICOM series with dcm2niix on first use.
+
+    Raises
+    ------
+    curate.io.UnreadableImage
+        If the data cannot be read or converted.
+    """
+    if item.image is not None:
+        return item.image
+    if item.source_file is None and item.record.source_kind == SourceKind.DICOM.value:
+        from curate.dicom import convert_series
+
+        rel = item.record.converted_path or f"converted/{item.record.dataset}/{item.record.image_id}.nii.gz"
+        target = ctx.output_root / rel
+        if not target.exists():
+            convert_series(Path(item.dataset_root), list(item.dicom_files), target.parent,
+                           item.record.image_id)
+        item.record = item.record.replace(converted_path=rel)
+        item.source_file = str(target)
+    if item.source_file is None:
+        from curate.io import UnreadableImage
+
+        raise UnreadableImage("no file to read")
+    item.image = read_image(Path(item.source_file))
+    return item.image
