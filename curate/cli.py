@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``curate``; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     console = Console(stderr=True, quiet=args.quiet)
     try:
         config = _config(args)

@@ -88,7 +88,7 @@ def read_file_header(root: Path, rel_path: str) -> DicomFileHeader | None:
     return DicomFileHeader(rel_path, stat.st_size, stat.st_mtime_ns, str(uid), None, fields)
 
 
-def read_headers_batch(root: str, rel_paths: list[str]) -> list[DicomFileHeader]:
+def read_headers_batch(rel_paths: list[str], root: str) -> list[DicomFileHeader]:
     """Headers of a batch of files (the unit of one Dask task); non-DICOM files dropped."""
     out = []
     for rel in rel_paths:
@@ -190,8 +190,9 @@ def _series_record(dataset: str, uid: str, members: list[DicomFileHeader],
                    config: TriageConfig, rules: Any) -> ImageRecord:
     first = members[0]
     meta = _metadata(first)
-    folder = os.path.commonpath([m.rel_path for m in members]) if len(members) > 1 \
-        else os.path.dirname(first.rel_path)
+    # A series is named by its folder, or by its file when it is a single file.
+    folder = os.path.commonpath([os.path.dirname(m.rel_path) for m in members]) \
+        if len(members) > 1 else first.rel_path
     dicom_modality = first.get("Modality")
     if dicom_modality == "PT":
         modality = Modality.PET.value

@@ -21,10 +21,10 @@ def _modality_problem(record: ImageRecord) -> str | None:
     volumes = record.n_volumes or 1
     if record.modality == Modality.DWI.value:
         return "4D diffusion series: source of derived FA/MD/T2w maps, not itself a pre-training image"
-    if record.modality not in PRETRAINING_MODALITIES:
-        return f"modality {record.modality!r} is not a pre-training image"
     if ndim > 4:
         return f"{ndim}D image"
+    if record.modality not in PRETRAINING_MODALITIES:
+        return f"modality {record.modality!r} is not a pre-training image"
     if volumes > 1:
         return f"4D image with {volumes} volumes"
     return None

@@ -99,18 +99,21 @@ def reset(record: ImageRecord, stages: Sequence[Stage]) -> ImageRecord:
     )
 
 
-def _run_stage(stage: Stage, item: WorkItem, ctx: StageContext) -> list[WorkItem]:
+def _run_stage(stage: Stage, item: WorkItem, ctx: StageContext) -> tuple[list[WorkItem], bool]:
+    """Run one stage; a failure excludes the item as ``unreadable`` and returns ``ok=False``.
+
+    A failed stage is not marked done, so the next build tries it again.
+    """
     try:
-        return stage.run(item, ctx)
+        return stage.run(item, ctx), True
     except UnreadableImage as exc:
         item.record = item.record.excluded_for("unreadable", detail=f"{stage.name}: {exc}")
-        return [item]
     except Exception as exc:  # a stage bug must cost one row, never the build
         log.exception("stage %s failed on %s", stage.name, item.record.source_path)
         item.record = item.record.excluded_for(
             "unreadable", detail=f"stage {stage.name} failed: {type(exc).__name__}: {exc}"
         ).with_warning(f"internal error in stage {stage.name}")
-        return [item]
+    return [item], False
 
 
 def process_item(item: WorkItem, stages: Sequence[Stage], ctx: StageContext,
@@ -124,8 +127,10 @@ def process_item(item: WorkItem, stages: Sequence[Stage], ctx: StageContext,
             stage = stages[index]
             if not stage.applies(current.record) or _done(current.record, stage.name, fps[stage.name]):
                 continue
-            produced = _run_stage(stage, current, ctx)
+            produced, ok = _run_stage(stage, current, ctx)
             current = produced[0]
+            if not ok:
+                break
             current.record = _mark(current.record, stage.name, fps[stage.name])
             for new in produced[1:]:
                 tags = (*current.record.stage_fingerprints, DERIVED_TAG + stage.name)
