@@ -56,7 +56,7 @@ def _dwi(root: Path, stem: str, zoom: float = 3.0) -> None:
     from dipy.data import get_fnames
     from scipy.ndimage import zoom as nd_zoom
 
-    nii, bval, bvec = (Path(p) for p in get_fnames("small_64D"))
+    nii, bval, bvec = (Path(p) for p in get_fnames(name="small_64D"))
     img = nib.load(str(nii))
     data = np.asarray(img.dataobj, dtype=np.float32)
     big = nd_zoom(data, (zoom, zoom, zoom, 1), order=1)
@@ -114,8 +114,9 @@ def make_bids(root: Path) -> Path:
     return ds
 
 
-def _dicom_series(out: Path, volume: np.ndarray, spacing: float, description: str,
+def write_dicom_series(out: Path, volume: np.ndarray, spacing: float, description: str,
                   image_type: list[str], slices: list[int], template: Path, seed: int) -> None:
+    """Write axial slices ``slices`` of ``volume`` as one DICOM series, headers from ``template``."""
     import pydicom
     from pydicom.uid import generate_uid
 
@@ -152,12 +153,12 @@ def make_dicom(root: Path) -> Path:
     volume = np.asarray(_mni().dataobj)
     tree = root / "export"
     primary = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    _dicom_series(tree / "study1" / "series_t1", volume, 2.0, "T1 MPRAGE SAG", primary,
+    write_dicom_series(tree / "study1" / "series_t1", volume, 2.0, "T1 MPRAGE SAG", primary,
                   list(range(10, 180, 2)), template, 1)
-    _dicom_series(tree / "study1" / "series_loc", volume, 2.0, "AAHead_Scout",
+    write_dicom_series(tree / "study1" / "series_loc", volume, 2.0, "AAHead_Scout",
                   ["ORIGINAL", "PRIMARY", "LOCALIZER"], [60, 90, 120], template, 2)
     gappy = [k for k in range(20, 170, 2) if not 80 <= k < 90]
-    _dicom_series(tree / "study1" / "series_flair", volume, 2.0, "AX T2 FLAIR", primary,
+    write_dicom_series(tree / "study1" / "series_flair", volume, 2.0, "AX T2 FLAIR", primary,
                   gappy, template, 3)
     shutil.copy(template, tree / "MR_small.dcm")
     (tree / "study1" / "notes.txt").write_text("not a DICOM file")

@@ -59,7 +59,7 @@ def dipy_dwi(request: pytest.FixtureRequest) -> tuple[Path, Path, Path]:
     """(nifti, bval, bvec) paths of one of dipy's bundled real DWI series."""
     from dipy.data import get_fnames
 
-    nii, bval, bvec = get_fnames(request.param)
+    nii, bval, bvec = get_fnames(name=request.param)
     return Path(nii), Path(bval), Path(bvec)
 
 
