@@ -67,6 +67,6 @@ def triage(record: ImageRecord, config: TriageConfig) -> ImageRecord:
         details.append(problem)
     if reasons:
         out = out.excluded_for(*reasons, detail="; ".join(details))
-    elif not out.exclusion_reasons:
+    elif not out.exclusion_reasons and not out.included:
         out = out.replace(included=True)
     return out

@@ -75,7 +75,9 @@ def select(
 
     Examples
     --------
-    >>> table = select("out/manifests", max_iqs=2.5, modalities=["T1w"])  # doctest: +SKIP
+    Keep scored T1w images of quality 2.5 or better::
+
+        table = select("out/manifests", max_iqs=2.5, modalities=["T1w"])
     """
     selection = Selection(
         included=included,

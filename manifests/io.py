@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests.schema import ARROW_SCHEMA, ImageRecord, records_to_table, table_to_records
@@ -30,12 +31,21 @@ def new_run_id() -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def write_part(manifest_dir: Path, records: Sequence[ImageRecord], run_id: str, seq: int) -> Path:
-    """Atomically write ``records`` as one Parquet part and return its path."""
+def write_part(manifest_dir: Path, records: Sequence[ImageRecord], run_id: str, seq: int,
+               default_processed_at: str | None = None) -> Path:
+    """Atomically write ``records`` as one Parquet part and return its path.
+
+    ``default_processed_at`` fills ``processed_at`` where a record has none.
+    """
     manifest_dir.mkdir(parents=True, exist_ok=True)
     final = manifest_dir / f"part-{run_id}-{seq:06d}.parquet"
     tmp = manifest_dir / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-    pq.write_table(records_to_table(list(records)), tmp, compression="zstd")
+    table = records_to_table(list(records))
+    if default_processed_at is not None:
+        index = table.schema.get_field_index("processed_at")
+        filled = pc.fill_null(table["processed_at"], default_processed_at)
+        table = table.set_column(index, table.schema.field(index), filled)
+    pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, final)
     return final
 

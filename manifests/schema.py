@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,6 +249,8 @@ ARROW_SCHEMA: pa.Schema = pa.schema(
     metadata={b"schema_version": SCHEMA_VERSION.encode()},
 )
 
+_GET_ALL = operator.attrgetter(*ARROW_SCHEMA.names)
+
 _TUPLE_FIELDS = frozenset(
     f.name for f in dataclasses.fields(ImageRecord) if "tuple" in str(f.type)
 )
@@ -255,12 +258,11 @@ _TUPLE_FIELDS = frozenset(
 
 def records_to_table(records: list[ImageRecord]) -> pa.Table:
     """Convert records to an Arrow table with :data:`ARROW_SCHEMA`."""
-    columns: dict[str, list[Any]] = {name: [] for name in ARROW_SCHEMA.names}
-    for record in records:
-        for name in ARROW_SCHEMA.names:
-            value = getattr(record, name)
-            columns[name].append(list(value) if isinstance(value, tuple) else value)
-    return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
+    if not records:
+        return ARROW_SCHEMA.empty_table()
+    rows = map(_GET_ALL, records)
+    columns = [list(column) for column in zip(*rows)]
+    return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
 
 
 def record_from_row(row: dict[str, Any]) -> ImageRecord:
