@@ -21,7 +21,7 @@ from curate.discover import DatasetFiles, display_path
 from curate.io import UnreadableImage, read_header, strip_nifti_suffix
 from curate.metadata import acquisition_fields
 from curate.modality import bids_modality, load_rules, series_modality
-from curate.triage import triage
+from curate.triage import triage_reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +130,7 @@ def index_nifti(task: NiftiTask, config: TriageConfig) -> ImageRecord:
     if shown != task.rel_path:
         warnings.append("file name is not valid UTF-8")
     fields, problem = _stat_and_header(root / task.rel_path)
-    record = ImageRecord(
+    draft = ImageRecord(
         image_id=make_image_id(task.dataset, task.rel_path),
         dataset=task.dataset, source_kind=task.kind, source_path=shown, modality=modality,
         subject=entities.get("subject"), session=entities.get("session"),
@@ -140,7 +140,15 @@ def index_nifti(task: NiftiTask, config: TriageConfig) -> ImageRecord:
         exclusion_detail=problem, bval_path=task.bval, bvec_path=task.bvec,
         **task.participant, **acquisition_fields(meta), **fields,
     )
-    return triage(record, config)
+    reasons, details = triage_reasons(draft, config)
+    if not reasons:
+        return draft
+    # Rebuild once with the triage outcome (cheaper than copy-on-write twice).
+    kwargs = {name: getattr(draft, name) for name in draft.__dataclass_fields__}
+    kwargs.update(included=False,
+                  exclusion_reasons=tuple(dict.fromkeys((*draft.exclusion_reasons, *reasons))),
+                  exclusion_detail="; ".join(d for d in (problem, *details) if d))
+    return ImageRecord(**kwargs)
 
 
 def index_nifti_batch(tasks: list[NiftiTask], config: TriageConfig) -> list[ImageRecord]:

@@ -30,22 +30,8 @@ def _modality_problem(record: ImageRecord) -> str | None:
     return None
 
 
-def triage(record: ImageRecord, config: TriageConfig) -> ImageRecord:
-    """Apply the header rules to a record whose header fields are filled.
-
-    Records that are already excluded (e.g. ``unreadable``) keep their reasons
-    and gain any further ones that apply.
-
-    Examples
-    --------
-    >>> r = ImageRecord(image_id="x", dataset="d", source_kind="nifti", source_path="a.nii",
-    ...                 modality="T1w", included=True, ndim=3, shape=(256, 256, 10),
-    ...                 spacing_mm=(1.0, 1.0, 3.0), fov_mm=(256.0, 256.0, 30.0),
-    ...                 file_size_bytes=10**6)
-    >>> triage(r, TriageConfig()).exclusion_reasons
-    ('fov',)
-    """
-    out = record
+def triage_reasons(record: ImageRecord, config: TriageConfig) -> tuple[list[str], list[str]]:
+    """The exclusion reasons (and their details) the header rules give ``record``."""
     details: list[str] = []
     reasons: list[str] = []
     if record.fov_mm is not None:
@@ -65,8 +51,27 @@ def triage(record: ImageRecord, config: TriageConfig) -> ImageRecord:
     if problem is not None:
         reasons.append(_MODALITY)
         details.append(problem)
+    return reasons, details
+
+
+def triage(record: ImageRecord, config: TriageConfig) -> ImageRecord:
+    """Apply the header rules to a record whose header fields are filled.
+
+    Records that are already excluded (e.g. ``unreadable``) keep their reasons
+    and gain any further ones that apply.
+
+    Examples
+    --------
+    >>> r = ImageRecord(image_id="x", dataset="d", source_kind="nifti", source_path="a.nii",
+    ...                 modality="T1w", included=True, ndim=3, shape=(256, 256, 10),
+    ...                 spacing_mm=(1.0, 1.0, 3.0), fov_mm=(256.0, 256.0, 30.0),
+    ...                 file_size_bytes=10**6)
+    >>> triage(r, TriageConfig()).exclusion_reasons
+    ('fov',)
+    """
+    reasons, details = triage_reasons(record, config)
     if reasons:
-        out = out.excluded_for(*reasons, detail="; ".join(details))
-    elif not out.exclusion_reasons and not out.included:
-        out = out.replace(included=True)
-    return out
+        return record.excluded_for(*reasons, detail="; ".join(details))
+    if not record.exclusion_reasons and not record.included:
+        return record.replace(included=True)
+    return record
