@@ -1,0 +1,105 @@
+"""The sparse ResEnc U-Net: masked norm, sparsity, parameter sharing, nnU-Net keys."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pretrain.masking import random_block_mask
+from pretrain.model import (
+    MaskedConv3d,
+    MaskedInstanceNorm3d,
+    build_model,
+    build_unet,
+    count_parameters,
+    masked_instance_norm,
+)
+
+
+def test_masked_norm_equals_a_dense_norm_over_the_visible_voxels() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, 8, generator=g) * 4 + 2
+    mask = random_block_mask(2, 8, 2, 0.6, g)
+    weight, bias = torch.randn(3, generator=g), torch.randn(3, generator=g)
+    y = masked_instance_norm(x, mask, weight, bias, 1e-5)
+    for b in range(2):
+        visible = mask[b, 0].bool()
+        dense = F.instance_norm(x[b][:, visible][None], weight=weight, bias=bias, eps=1e-5)[0]
+        torch.testing.assert_close(y[b][:, visible], dense)
+        assert torch.all(y[b][:, ~visible] == 0)
+
+
+def test_masked_norm_ignores_values_at_masked_positions() -> None:
+    x = torch.randn(1, 2, 4, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4, 4)
+    mask[..., :2, :, :] = 1
+    changed = x.clone()
+    changed[..., 2:, :, :] = 1000.0
+    a = masked_instance_norm(x, mask, None, None, 1e-5)
+    b = masked_instance_norm(changed, mask, None, None, 1e-5)
+    assert torch.equal(a, b)
+
+
+def test_encoder_features_are_zero_at_masked_positions_at_every_stage() -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    x = torch.randn(2, 1, 16, 16, 16)
+    mask = random_block_mask(2, 16, model.block_size, 0.75, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        feats = model.encode(x, mask)
+    for f, m in zip(feats, model.stage_masks(mask)):
+        assert torch.all(f * (1 - m) == 0)
+        assert torch.any(f * m != 0)
+
+
+def test_the_dense_baseline_leaks_into_masked_positions() -> None:
+    # The contrast to the test above: without sparse layers, masked regions fill up.
+    torch.manual_seed(0)
+    model = build_model("tiny", sparse=False)
+    x = torch.randn(1, 1, 16, 16, 16)
+    mask = random_block_mask(1, 16, model.block_size, 0.75, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        stem = model.net.encoder.stem(x * mask)
+    assert torch.any(stem * (1 - mask) != 0)
+
+
+def test_sparse_layers_share_the_dense_parameters_and_keep_nnunet_keys() -> None:
+    model = build_model("tiny")
+    convs = [m for m in model.net.encoder.modules() if isinstance(m, MaskedConv3d)]
+    norms = [m for m in model.net.encoder.modules() if isinstance(m, MaskedInstanceNorm3d)]
+    assert convs and norms
+    assert not any(type(m) is torch.nn.Conv3d for m in model.net.encoder.modules())
+    stem = model.net.encoder.stem.convs[0]
+    assert stem.conv is stem.all_modules[0]
+    plain = build_unet("tiny")
+    assert set(plain.state_dict()) == {k[len("net."):] for k in model.net.state_dict(prefix="net.")}
+    plain.load_state_dict(model.net.state_dict(), strict=True)
+
+
+def test_sparse_model_adds_only_mask_tokens_and_densification() -> None:
+    sparse, dense = build_model("tiny"), build_model("tiny", sparse=False)
+    c = [8, 16, 32, 32]
+    extra = sum(c) + sum(k * k * 27 + k for k in c[1:])
+    assert count_parameters(sparse) - count_parameters(dense) == extra
+
+
+def test_without_a_mask_the_sparse_layers_run_densely() -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    plain = build_unet("tiny").eval()
+    plain.load_state_dict(model.net.state_dict())
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.net(x), plain(x))
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_a_training_step_reaches_every_trainable_parameter(sparse: bool) -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny", sparse=sparse)
+    x = torch.randn(2, 1, 16, 16, 16)
+    mask = random_block_mask(2, 16, model.block_size, 0.75, torch.Generator().manual_seed(2))
+    model(x, mask).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
