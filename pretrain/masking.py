@@ -59,7 +59,8 @@ def masked_block_count(n_blocks: int, ratio: float) -> int:
 
 
 def random_block_mask(batch: int, patch_size: int, block_size: int, ratio: float,
-                      generator: torch.Generator) -> torch.Tensor:
+                      generator: torch.Generator,
+                      device: torch.device | str | None = None) -> torch.Tensor:
     """Per-sample random block masks, upsampled to the patch.
 
     Parameters
@@ -72,11 +73,13 @@ def random_block_mask(batch: int, patch_size: int, block_size: int, ratio: float
         Fraction of blocks masked in every sample (see :func:`masked_block_count`).
     generator
         Source of randomness (CPU), so masks are reproducible and resumable.
+    device
+        Where the full-resolution mask is built (the block grid is drawn on CPU).
 
     Returns
     -------
     torch.Tensor
-        float32 on CPU, 1 = visible, 0 = masked.
+        float32, 1 = visible, 0 = masked.
     """
     g = block_grid(patch_size, block_size)
     n = g**3
@@ -84,7 +87,7 @@ def random_block_mask(batch: int, patch_size: int, block_size: int, ratio: float
     order = torch.rand((batch, n), generator=generator).argsort(dim=1)
     coarse = torch.ones((batch, n), dtype=torch.float32)
     coarse.scatter_(1, order[:, :k], 0.0)
-    coarse = coarse.view(batch, 1, g, g, g)
+    coarse = coarse.view(batch, 1, g, g, g).to(device or "cpu")
     for dim in (2, 3, 4):
         coarse = coarse.repeat_interleave(block_size, dim=dim)
     return coarse
