@@ -36,6 +36,10 @@ class ConfigError(ValueError):
     """A pre-training configuration that cannot be used, with the reason."""
 
 
+class PretrainError(RuntimeError):
+    """A run that cannot start or go on (no device, no data, missing component)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Network choice and S3D sparsification switches.
@@ -94,10 +98,11 @@ class DataConfig:
 class RunConfig:
     """Devices, numerics and bookkeeping.
 
-    ``bf16``, ``compile`` and ``channels_last`` only take effect on CUDA.
+    ``device`` ``auto`` picks CUDA when available.  ``bf16``, ``compile`` and
+    ``channels_last`` only take effect on CUDA.
     """
 
-    device: str = "cuda"
+    device: str = "auto"
     bf16: bool = True
     compile: bool = False
     channels_last: bool = True
@@ -135,8 +140,8 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError("optim.max_steps and optim.lr must be positive")
     if cfg.data.patch_size < 1 or cfg.data.batch_size < 1:
         raise ConfigError("data.patch_size and data.batch_size must be positive")
-    if cfg.run.device not in ("cpu", "cuda"):
-        raise ConfigError(f"run.device must be 'cpu' or 'cuda', got {cfg.run.device!r}")
+    if cfg.run.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"run.device must be 'auto', 'cpu' or 'cuda', got {cfg.run.device!r}")
     if cfg.run.checkpoint_every < 1 or cfg.run.log_every < 1:
         raise ConfigError("run.checkpoint_every and run.log_every must be positive")
 

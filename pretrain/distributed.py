@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from pretrain.config import PretrainError
+
 import torch
 import torch.distributed as dist
 
@@ -33,10 +35,15 @@ class DistInfo:
 
 
 def resolve_device(kind: str, local_rank: int = 0) -> torch.device:
-    """``cpu`` or ``cuda:<local_rank>``; a clear error when CUDA is asked for but absent."""
+    """``cpu`` or ``cuda:<local_rank>``; a clear error when CUDA is asked for but absent.
+
+    ``auto`` means CUDA when available, else CPU.
+    """
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was requested but no CUDA device is available; "
+            raise PretrainError("--device cuda was requested but no CUDA device is available; "
                                "use --device cpu")
         return torch.device("cuda", local_rank)
     return torch.device("cpu")

@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pretrain.checkpoint import Position, load_checkpoint, save_checkpoint
-from pretrain.config import PretrainConfig, dump_config, to_dict
-from pretrain.distributed import DistInfo, barrier, mean_across_ranks
+from pretrain.config import PretrainConfig, PretrainError, dump_config, to_dict
+from pretrain.distributed import DistInfo, barrier, mean_across_ranks, resolve_device
 from pretrain.loss import masked_l2_loss
 from pretrain.masking import random_block_mask, sample_ratio
 from pretrain.model import build_model, trainable, unwrap
@@ -155,7 +155,7 @@ def batch_stream(source: Iterable[Batch], position: Position) -> Iterator[Batch]
             position.batch_in_epoch = yielded
             yield batch
         if yielded == 0:
-            raise RuntimeError("the data source yielded no batch; check the selection and OUTPUT")
+            raise PretrainError("the data source yielded no batch; check the selection and OUTPUT")
         position.batch_in_epoch = 0
 
 
@@ -213,7 +213,7 @@ def train(cfg: PretrainConfig, source: Iterable[Batch], run_dir: Path, info: Dis
     position, model
         Where the run stopped, and the trained (bare, unwrapped) model.
     """
-    info = info or DistInfo()
+    info = info or DistInfo(device=resolve_device(cfg.run.device))
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, cfg, info, resume)
     model = make_model(cfg, info)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pretrain.checkpoint import read_checkpoint
-from pretrain.config import PretrainConfig, override
+from pretrain.config import PretrainConfig, PretrainError, override
 from pretrain.train import batch_stream, poly_factor, train
 from pretrain.checkpoint import Position
 from tests.pretrain.mae_synthetic import SyntheticBatches
@@ -83,7 +83,7 @@ def test_batch_stream_resumes_mid_epoch_and_wraps() -> None:
 
 
 def test_an_empty_source_is_a_clear_error() -> None:
-    with pytest.raises(RuntimeError, match="no batch"):
+    with pytest.raises(PretrainError, match="no batch"):
         next(batch_stream([], Position()))
 
 
