@@ -1,12 +1,13 @@
 """ResEnc-L made sparse the S3D / SparK way, without duplicating the network's parameters.
 
 The network is nnU-Net's own ``ResidualEncoderUNet`` (``dynamic-network-architectures``)
-with one output channel.  Sparsity is added *in place* (S3D Sec. 4 "Sparsification"):
+with one output channel.  Sparsity is added *in place* (S3D Sec. 4 "Sparsification",
+see :mod:`pretrain.sparse`):
 
-* every encoder ``Conv3d`` becomes a :class:`MaskedConv3d` (outputs re-masked, so masked
-  regions are not eroded by the receptive field);
-* every encoder ``InstanceNorm3d`` becomes a :class:`MaskedInstanceNorm3d` (statistics over
-  visible voxels only, output re-masked);
+* every encoder ``InstanceNorm3d`` becomes a masked norm (statistics over visible voxels
+  only, output re-masked), so every conv -> norm output is re-masked at every resolution
+  and masked regions are not eroded by the receptive field;
+* a convolution not followed by a norm would become a masked convolution (none in ResEnc);
 * a learnable mask token per stage fills the masked positions of each skip before the
   (dense) decoder, and a 3^3 densification convolution follows at every stage except the
   highest resolution.
@@ -27,7 +28,6 @@ Examples
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +36,7 @@ from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
 from torch import nn
 
 from pretrain.masking import mask_at, total_stride
+from pretrain.sparse import SparseContext, sparsify_
 
 RESENC_L: dict[str, Any] = {
     "n_stages": 6,
@@ -81,98 +82,6 @@ def build_unet(name: str, num_classes: int = 1) -> ResidualEncoderUNet:
     net = ResidualEncoderUNet(**unet_kwargs(name, num_classes))
     net.apply(ResidualEncoderUNet.initialize)
     return net
-
-
-class SparseContext:
-    """The visibility masks of the current forward pass, one per feature-grid shape."""
-
-    def __init__(self) -> None:
-        self.masks: dict[tuple[int, ...], torch.Tensor] = {}
-
-    def mask_for(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Mask matching ``x``'s spatial grid, or ``None`` when running densely."""
-        if not self.masks:
-            return None
-        key = tuple(x.shape[2:])
-        if key not in self.masks:
-            raise RuntimeError(f"no mask for feature grid {key}; known {sorted(self.masks)}")
-        return self.masks[key]
-
-
-class MaskedConv3d(nn.Conv3d):
-    """``Conv3d`` whose output is re-masked (zero at masked positions) when a mask is set."""
-
-    ctx: SparseContext
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = super().forward(x)
-        m = self.ctx.mask_for(out)
-        return out if m is None else out * m.to(out.dtype)
-
-
-def masked_instance_norm(x: torch.Tensor, m: torch.Tensor, weight: torch.Tensor | None,
-                         bias: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """Instance norm with statistics over visible voxels (``m == 1``) only; output re-masked.
-
-    Statistics are computed in float32 (safe under bf16 autocast).  A sample with no visible
-    voxel at this grid gets zeros rather than NaN.
-    """
-    xf, mf = x.float(), m.float()
-    dims = tuple(range(2, x.ndim))
-    count = mf.sum(dim=dims, keepdim=True).clamp_min(1.0)
-    mean = (xf * mf).sum(dim=dims, keepdim=True) / count
-    centred = (xf - mean) * mf
-    var = (centred * centred).sum(dim=dims, keepdim=True) / count
-    y = centred * torch.rsqrt(var + eps)
-    if weight is not None:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        y = (y * weight.view(shape) + bias.view(shape)) * mf
-    return y.to(x.dtype)
-
-
-class MaskedInstanceNorm3d(nn.InstanceNorm3d):
-    """``InstanceNorm3d`` with visible-only statistics when a mask is set (dense otherwise)."""
-
-    ctx: SparseContext
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.ctx.mask_for(x)
-        if m is None:
-            return super().forward(x)
-        return masked_instance_norm(x, m, self.weight, self.bias, self.eps)
-
-
-def _masked_twin(module: nn.Module, ctx: SparseContext) -> nn.Module | None:
-    """A masked module sharing ``module``'s parameters, or ``None`` if it needs none."""
-    masked = {nn.Conv3d: MaskedConv3d, nn.InstanceNorm3d: MaskedInstanceNorm3d}.get(type(module))
-    if masked is None:
-        return None
-    # A shallow copy keeps the same Parameter objects under the same names (same state_dict
-    # keys); switching the class to a forward-only subclass changes nothing else.
-    twin = copy.copy(module)
-    twin.__class__ = masked
-    twin.ctx = ctx
-    return twin
-
-
-def sparsify_(module: nn.Module, ctx: SparseContext) -> int:
-    """Swap every Conv3d / InstanceNorm3d under ``module`` for its masked twin, in place.
-
-    Modules referenced from several parents (``ConvDropoutNormReLU`` keeps ``conv`` and
-    ``all_modules[0]``) get one twin, so weight sharing is preserved.  Returns the count.
-    """
-    twins: dict[int, nn.Module] = {}
-    for parent in list(module.modules()):
-        for name, child in list(parent._modules.items()):
-            if child is None:
-                continue
-            if id(child) not in twins:
-                twin = _masked_twin(child, ctx)
-                if twin is None:
-                    continue
-                twins[id(child)] = twin
-            parent._modules[name] = twins[id(child)]
-    return len(twins)
 
 
 class SparseMAE(nn.Module):
@@ -295,5 +204,5 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-__all__ = ["DenseMAE", "MaskedConv3d", "MaskedInstanceNorm3d", "SparseMAE", "build_model",
-           "build_unet", "count_parameters", "masked_instance_norm", "unet_kwargs"]
+__all__ = ["DenseMAE", "SparseMAE", "build_model", "build_unet", "count_parameters",
+           "trainable", "unet_kwargs", "unwrap"]

@@ -4,41 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from pretrain.masking import random_block_mask
-from pretrain.model import (
-    MaskedConv3d,
-    MaskedInstanceNorm3d,
-    build_model,
-    build_unet,
-    count_parameters,
-    masked_instance_norm,
-)
-
-
-def test_masked_norm_equals_a_dense_norm_over_the_visible_voxels() -> None:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, 8, 8, 8, generator=g) * 4 + 2
-    mask = random_block_mask(2, 8, 2, 0.6, g)
-    weight, bias = torch.randn(3, generator=g), torch.randn(3, generator=g)
-    y = masked_instance_norm(x, mask, weight, bias, 1e-5)
-    for b in range(2):
-        visible = mask[b, 0].bool()
-        dense = F.instance_norm(x[b][:, visible][None], weight=weight, bias=bias, eps=1e-5)[0]
-        torch.testing.assert_close(y[b][:, visible], dense)
-        assert torch.all(y[b][:, ~visible] == 0)
-
-
-def test_masked_norm_ignores_values_at_masked_positions() -> None:
-    x = torch.randn(1, 2, 4, 4, 4)
-    mask = torch.zeros(1, 1, 4, 4, 4)
-    mask[..., :2, :, :] = 1
-    changed = x.clone()
-    changed[..., 2:, :, :] = 1000.0
-    a = masked_instance_norm(x, mask, None, None, 1e-5)
-    b = masked_instance_norm(changed, mask, None, None, 1e-5)
-    assert torch.equal(a, b)
+from pretrain.model import build_model, build_unet, count_parameters
+from pretrain.sparse import MaskedInstanceNorm3d
 
 
 def test_encoder_features_are_zero_at_masked_positions_at_every_stage() -> None:
@@ -66,10 +35,9 @@ def test_the_dense_baseline_leaks_into_masked_positions() -> None:
 
 def test_sparse_layers_share_the_dense_parameters_and_keep_nnunet_keys() -> None:
     model = build_model("tiny")
-    convs = [m for m in model.net.encoder.modules() if isinstance(m, MaskedConv3d)]
     norms = [m for m in model.net.encoder.modules() if isinstance(m, MaskedInstanceNorm3d)]
-    assert convs and norms
-    assert not any(type(m) is torch.nn.Conv3d for m in model.net.encoder.modules())
+    assert norms
+    assert not any(type(m) is torch.nn.InstanceNorm3d for m in model.net.encoder.modules())
     stem = model.net.encoder.stem.convs[0]
     assert stem.conv is stem.all_modules[0]
     plain = build_unet("tiny")
