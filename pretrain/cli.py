@@ -1,0 +1,156 @@
+"""The ``pretrain`` command: a thin shell over :mod:`pretrain.train` and :mod:`pretrain.export`.
+
+::
+
+    pretrain OUTPUT --run-dir RUN [--config FILE] [--max-iqs X] [--max-steps N]
+             [--patch-size P] [--batch-size B] [--model resenc-l|tiny]
+             [--device auto|cpu|cuda] [--resume]
+    torchrun --nproc-per-node K -m pretrain.cli OUTPUT --run-dir RUN ...   # DDP
+    pretrain export RUN --out weights.pth [--with-decoder]
+    pretrain bench-loader ...      # forwarded to pretrain.bench_loader.main
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from pretrain.config import (
+    MODEL_NAMES,
+    ConfigError,
+    PretrainConfig,
+    PretrainError,
+    load_config,
+    override,
+)
+
+SUBCOMMANDS = ("export", "bench-loader")
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pretrain",
+        description="S3D masked-autoencoder pre-training on a `curate build` output. "
+                    f"Other commands: {', '.join(SUBCOMMANDS)} (see `pretrain export -h`).")
+    p.add_argument("output", type=Path, metavar="OUTPUT", help="a `curate build` output directory")
+    p.add_argument("--run-dir", type=Path, required=True, metavar="RUN",
+                   help="where config, metrics and checkpoints go")
+    p.add_argument("--config", type=Path, help="TOML config (default: papers' settings, or "
+                   "RUN/config.toml with --resume)")
+    p.add_argument("--max-iqs", type=float, help="use only images with IQS <= X")
+    p.add_argument("--max-steps", type=int, help="total optimizer steps (poly schedule length)")
+    p.add_argument("--patch-size", type=int, help="cubic patch edge in voxels")
+    p.add_argument("--batch-size", type=int, help="batch size per process")
+    p.add_argument("--workers", type=int, help="data-loading worker processes per rank")
+    p.add_argument("--model", choices=MODEL_NAMES, help="network (tiny: CPU smoke runs)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pretrain export",
+                                description="Write pre-trained weights for nnU-Net's ResEnc U-Net.")
+    p.add_argument("run", type=Path, metavar="RUN", help="a pre-training run directory")
+    p.add_argument("--out", type=Path, required=True, help="weights file to write (.pth)")
+    p.add_argument("--with-decoder", action="store_true",
+                   help="also export decoder weights (needed by nnU-Net's -pretrained_weights)")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> PretrainConfig:
+    """The run's config: file (or the run's own on resume), then command-line overrides."""
+    path = args.config
+    if path is None and args.resume and (args.run_dir / "config.toml").is_file():
+        path = args.run_dir / "config.toml"
+    cfg = load_config(path)
+    return override(
+        cfg,
+        model={"name": args.model},
+        data={"patch_size": args.patch_size, "batch_size": args.batch_size,
+              "workers": args.workers, "max_iqs": args.max_iqs},
+        optim={"max_steps": args.max_steps},
+        run={"device": args.device, "progress": False if args.no_progress else None},
+    )
+
+
+def _optional_module(name: str, what: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        raise PretrainError(f"{name} is not available in this installation; {what}") from exc
+
+
+def make_source(cfg: PretrainConfig, output: Path, rank: int, world_size: int):  # noqa: ANN201
+    """This rank's batch stream from :func:`pretrain.data.make_loader`."""
+    from manifests import Selection
+
+    data = _optional_module("pretrain.data", "the array loader is needed to pre-train")
+    return data.make_loader(
+        output, patch_size=cfg.data.patch_size, batch_size=cfg.data.batch_size,
+        workers=cfg.data.workers, selection=Selection(max_iqs=cfg.data.max_iqs),
+        split="train", val_fraction=cfg.data.val_fraction, seed=cfg.run.seed,
+        augment=cfg.data.augment, rank=rank, world_size=world_size)
+
+
+def run_train(argv: Sequence[str]) -> int:
+    """``pretrain OUTPUT --run-dir RUN ...``."""
+    from pretrain.distributed import init_distributed, shutdown
+    from pretrain.train import train
+
+    args = _train_parser().parse_args(argv)
+    if not args.output.is_dir():
+        raise FileNotFoundError(f"OUTPUT {args.output} is not a directory (a `curate build` output)")
+    cfg = build_config(args)
+    info = init_distributed(cfg.run.device)
+    try:
+        source = make_source(cfg, args.output, info.rank, info.world_size)
+        position, _ = train(cfg, source, args.run_dir, info, resume=args.resume)
+    finally:
+        shutdown(info)
+    if info.is_main:
+        print(f"pretrain: stopped at step {position.step}; checkpoint in "
+              f"{args.run_dir / 'checkpoints' / 'last.pt'}")
+    return 0
+
+
+def run_export(argv: Sequence[str]) -> int:
+    """``pretrain export RUN --out weights.pth [--with-decoder]``."""
+    from pretrain.export import export_run
+
+    args = _export_parser().parse_args(argv)
+    payload = export_run(args.run, args.out, with_decoder=args.with_decoder)
+    n = sum(v.numel() for v in payload["state_dict"].values())
+    print(f"pretrain export: {len(payload['state_dict'])} tensors ({n:,} values, step "
+          f"{payload['pretrain']['step']}) -> {args.out}")
+    return 0
+
+
+def run_bench_loader(argv: Sequence[str]) -> int:
+    """``pretrain bench-loader ...``: forwarded to :func:`pretrain.bench_loader.main`."""
+    bench = _optional_module("pretrain.bench_loader", "the loader benchmark ships with the loader")
+    return int(bench.main(list(argv)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pretrain`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = {"export": run_export, "bench-loader": run_bench_loader}.get(argv[0] if argv else "")
+    try:
+        if command is not None:
+            return command(argv[1:])
+        return run_train(argv)
+    except (ConfigError, PretrainError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"pretrain: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Pre-training settings: one frozen dataclass tree loaded from TOML, dumped into ``RUN/``.
+
+Defaults are the final S3D configuration (Wald et al., "Revisiting MAE pre-training for
+3D medical image segmentation", Sec. 4): ResEnc-L, 160^3 patches, block masks aligned with
+the 5^3 bottleneck, masking ratio ~ U[0.6, 0.9], SGD with Nesterov momentum 0.99,
+lr 1e-2, weight decay 3e-5, poly decay (0.9), 250k steps, gradient clipping 12.
+Changing one number is a TOML edit or a CLI flag, never a subclass.
+
+Examples
+--------
+>>> cfg = load_config_text('[optim]\\nlr = 0.001\\n[model]\\nname = "tiny"\\n')
+>>> cfg.optim.lr, cfg.optim.momentum, cfg.model.name
+(0.001, 0.99, 'tiny')
+>>> load_config_text('[optim]\\nlr = "fast"\\n')
+Traceback (most recent call last):
+...
+pretrain.config.ConfigError: optim.lr must be float, got 'fast'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+MODEL_NAMES = ("resenc-l", "tiny")
+
+
+class ConfigError(ValueError):
+    """A pre-training configuration that cannot be used, with the reason."""
+
+
+class PretrainError(RuntimeError):
+    """A run that cannot start or go on (no device, no data, missing component)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Network choice and S3D sparsification switches.
+
+    ``name`` picks the architecture: ``resenc-l`` (nnU-Net ResEnc-L) or ``tiny`` (a 3-stage
+    ResEnc U-Net for CPU smoke runs).  ``mask_token`` and ``densify`` switch the two S3D
+    additions; sparse convolutions and masked normalization are always on for ``sparse``.
+    """
+
+    name: str = "resenc-l"
+    sparse: bool = True
+    mask_token: bool = True
+    densify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MaskingConfig:
+    """Random block masking.
+
+    ``block_size`` ``None`` aligns blocks with the bottleneck (block = total encoder stride,
+    32 for ResEnc-L: 160^3 patch -> 5^3 grid); 16 gives the finer option.  The ratio is
+    drawn per batch from U[``ratio_min``, ``ratio_max``]; equal bounds give a fixed ratio.
+    """
+
+    block_size: int | None = None
+    ratio_min: float = 0.6
+    ratio_max: float = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class OptimConfig:
+    """SGD with Nesterov momentum and poly learning-rate decay (nnU-Net defaults)."""
+
+    lr: float = 1e-2
+    momentum: float = 0.99
+    nesterov: bool = True
+    weight_decay: float = 3e-5
+    poly_exponent: float = 0.9
+    max_steps: int = 250_000
+    grad_clip: float = 12.0
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    """Patch sampling and the manifest selection handed to the loader."""
+
+    patch_size: int = 160
+    batch_size: int = 8
+    workers: int = 8
+    val_fraction: float = 0.05
+    max_iqs: float | None = None
+    augment: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Devices, numerics and bookkeeping.
+
+    ``device`` ``auto`` picks CUDA when available.  ``bf16``, ``compile`` and
+    ``channels_last`` only take effect on CUDA.
+    """
+
+    device: str = "auto"
+    bf16: bool = True
+    compile: bool = False
+    channels_last: bool = True
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    progress: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PretrainConfig:
+    """Everything one pre-training run needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(cfg: PretrainConfig) -> None:
+    """Raise :class:`ConfigError` for values no run can use."""
+    if cfg.model.name not in MODEL_NAMES:
+        raise ConfigError(f"model.name must be one of {MODEL_NAMES}, got {cfg.model.name!r}")
+    m = cfg.masking
+    if not 0.0 <= m.ratio_min <= m.ratio_max < 1.0:
+        raise ConfigError(f"masking ratios must satisfy 0 <= ratio_min <= ratio_max < 1, "
+                          f"got {m.ratio_min}, {m.ratio_max}")
+    if m.block_size is not None and m.block_size < 1:
+        raise ConfigError(f"masking.block_size must be positive, got {m.block_size}")
+    if cfg.optim.max_steps < 1 or cfg.optim.lr <= 0:
+        raise ConfigError("optim.max_steps and optim.lr must be positive")
+    if cfg.data.patch_size < 1 or cfg.data.batch_size < 1:
+        raise ConfigError("data.patch_size and data.batch_size must be positive")
+    if cfg.run.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"run.device must be 'auto', 'cpu' or 'cuda', got {cfg.run.device!r}")
+    if cfg.run.checkpoint_every < 1 or cfg.run.log_every < 1:
+        raise ConfigError("run.checkpoint_every and run.log_every must be positive")
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{where}] must be a table, got {type(value).__name__}")
+        return from_dict(annotation, value, where)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, str, bool, float) and (
+        not isinstance(value, annotation) or (annotation is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{where} must be {annotation.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a (possibly partial) dict, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in [{where or 'top level'}]: {', '.join(unknown)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}".strip(".")) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_config_text(text: str) -> PretrainConfig:
+    """Parse TOML text into a :class:`PretrainConfig`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}") from exc
+    return from_dict(PretrainConfig, data)
+
+
+def load_config(path: Path | None) -> PretrainConfig:
+    """Load a TOML file; ``None`` gives the defaults."""
+    if path is None:
+        return PretrainConfig()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    return load_config_text(text)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (``None`` values left out, as TOML has no null)."""
+    return {f.name: (to_dict(v) if dataclasses.is_dataclass(v) else v)
+            for f in dataclasses.fields(cfg) if (v := getattr(cfg, f.name)) is not None}
+
+
+def dump_config(cfg: PretrainConfig) -> str:
+    """TOML text of ``cfg``; :func:`load_config_text` reads it back to an equal config."""
+    return tomli_w.dumps(to_dict(cfg))
+
+
+def override(cfg: PretrainConfig, **sections: dict[str, Any]) -> PretrainConfig:
+    """Return ``cfg`` with some fields replaced, e.g. ``override(cfg, optim={"lr": 1e-3})``.
+
+    ``None`` values are ignored, so CLI flags that were not given leave the file's value.
+    """
+    changes = {}
+    for name, values in sections.items():
+        kept = {k: v for k, v in values.items() if v is not None}
+        if kept:
+            changes[name] = dataclasses.replace(getattr(cfg, name), **kept)
+    return dataclasses.replace(cfg, **changes)

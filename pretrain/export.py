@@ -1,0 +1,124 @@
+"""Export pre-trained weights for nnU-Net's ResEnc-L (``ResidualEncoderUNet``).
+
+The sparse model keeps nnU-Net's parameter names (see :mod:`pretrain.model`), so export
+only strips the ``net.`` prefix and drops what fine-tuning does not use: the MAE's
+1-channel segmentation heads, the mask tokens and the densification convolutions.
+
+The file holds
+
+* ``state_dict`` - encoder weights (``encoder.*`` and nnU-Net's duplicate
+  ``decoder.encoder.*`` view of them), plus ``decoder.stages.*`` / ``decoder.transpconvs.*``
+  with ``--with-decoder``;
+* ``architecture`` - the network in nnU-Net v2 plans form (``network_class_name``,
+  ``arch_kwargs``, ``_kw_requires_import``), without ``input_channels`` / ``num_classes``
+  which the fine-tuning task decides;
+* ``network_weights`` - the same tensors under the key nnU-Net v2's
+  ``load_pretrained_weights`` (``nnUNetv2_train ... -pretrained_weights FILE``) reads; that
+  loader expects every non-``seg_layers`` key, so export ``--with-decoder`` for it;
+* ``pretrain`` - the run's config and step, for provenance.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pretrain.checkpoint import CHECKPOINT_NAME, atomic_save, read_checkpoint
+from pretrain.model import unet_kwargs
+
+FORMAT = "mri-curate-pretrained-weights/1"
+NETWORK_CLASS = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+REQUIRES_IMPORT = ("conv_op", "norm_op", "dropout_op", "nonlin")
+_LEFT_TO_TASK = ("input_channels", "num_classes", "deep_supervision")
+
+
+def _dotted(obj: Any) -> Any:
+    return None if obj is None else f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _locate(name: str | None) -> Any:
+    if name is None:
+        return None
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def architecture(model_name: str) -> dict[str, Any]:
+    """The network description in nnU-Net v2 plans form (JSON-serialisable)."""
+    kw = unet_kwargs(model_name)
+    n = kw["n_stages"]
+    arch = {k: v for k, v in kw.items() if k not in _LEFT_TO_TASK}
+    arch.update({
+        "features_per_stage": list(kw["features_per_stage"]),
+        "kernel_sizes": [[k] * 3 for k in kw["kernel_sizes"]],
+        "strides": [[s] * 3 for s in kw["strides"]],
+        "n_blocks_per_stage": list(kw["n_blocks_per_stage"]),
+        "n_conv_per_stage_decoder": list(kw["n_conv_per_stage_decoder"]),
+        **{k: _dotted(kw[k]) for k in REQUIRES_IMPORT},
+    })
+    assert len(arch["strides"]) == n
+    return {"network_class_name": NETWORK_CLASS, "arch_kwargs": arch,
+            "_kw_requires_import": list(REQUIRES_IMPORT)}
+
+
+def build_network(arch: dict[str, Any], num_classes: int, input_channels: int = 1,
+                  deep_supervision: bool = True) -> nn.Module:
+    """Instantiate the plain nnU-Net network an exported ``architecture`` describes."""
+    kwargs = dict(arch["arch_kwargs"])
+    for key in arch.get("_kw_requires_import", ()):
+        kwargs[key] = _locate(kwargs[key])
+    cls = _locate(arch["network_class_name"])
+    return cls(input_channels=input_channels, num_classes=num_classes,
+               deep_supervision=deep_supervision, **kwargs)
+
+
+def is_encoder_key(key: str) -> bool:
+    """Keys of encoder weights (nnU-Net's decoder keeps a second view under ``decoder.encoder``)."""
+    return key.startswith(("encoder.", "decoder.encoder."))
+
+
+def exported_state(model_state: dict[str, torch.Tensor], with_decoder: bool) -> dict[str, torch.Tensor]:
+    """nnU-Net-named weights from a pre-training ``state_dict``."""
+    out = {}
+    for key, value in model_state.items():
+        if not key.startswith("net."):
+            continue  # mask tokens, densification convolutions
+        name = key[len("net."):]
+        if is_encoder_key(name) or (with_decoder and not name.startswith("decoder.seg_layers.")):
+            out[name] = value.detach().cpu().clone()
+    return out
+
+
+def export_run(run_dir: Path, out: Path, with_decoder: bool = False) -> dict[str, Any]:
+    """Write the weights of ``RUN/checkpoints/last.pt`` to ``out``; returns the payload.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the run has no checkpoint.
+    """
+    ckpt = read_checkpoint(Path(run_dir) / "checkpoints" / CHECKPOINT_NAME)
+    model_name = ckpt["config"]["model"]["name"]
+    state = exported_state(ckpt["model"], with_decoder)
+    payload = {
+        "format": FORMAT,
+        "architecture": architecture(model_name),
+        "state_dict": state,
+        "network_weights": state,  # torch.save stores shared tensors once
+        "with_decoder": with_decoder,
+        "pretrain": {"config": ckpt["config"], "step": ckpt["position"]["step"]},
+    }
+    atomic_save(payload, Path(out))
+    return payload
+
+
+def load_exported(path: Path) -> dict[str, Any]:
+    """Read an exported weights file, checking its format."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a weights file written by `pretrain export`")
+    return payload

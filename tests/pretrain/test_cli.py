@@ -1,0 +1,91 @@
+"""The `pretrain` entry point, in process: train, resume, export, bench-loader, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from pretrain.cli import main
+from tests.pretrain.mae_synthetic import SyntheticBatches
+
+
+@pytest.fixture
+def fake_loader(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Stand in for pretrain.data (another branch) and record how it is called."""
+    calls: list[dict] = []
+
+    def make_loader(output_dir, **kwargs):
+        calls.append({"output_dir": output_dir, **kwargs})
+        return SyntheticBatches(3, kwargs["batch_size"], kwargs["patch_size"],
+                                rank=kwargs["rank"], world_size=kwargs["world_size"])
+
+    monkeypatch.setitem(sys.modules, "pretrain.data", types.SimpleNamespace(make_loader=make_loader))
+    return calls
+
+
+def test_train_then_resume_then_export(tmp_path: Path, fake_loader: list[dict], capsys) -> None:
+    out, run = tmp_path / "out", tmp_path / "run"
+    out.mkdir()
+    args = [str(out), "--run-dir", str(run), "--model", "tiny", "--patch-size", "16",
+            "--batch-size", "1", "--max-steps", "2", "--device", "cpu", "--max-iqs", "2.5",
+            "--no-progress"]
+    assert main(args) == 0
+    call = fake_loader[0]
+    assert call["patch_size"] == 16 and call["batch_size"] == 1
+    assert call["selection"].max_iqs == 2.5 and (call["rank"], call["world_size"]) == (0, 1)
+    assert 'name = "tiny"' in (run / "config.toml").read_text()
+    # Resume with a longer schedule: the run's own config is reused, flags override it.
+    assert main([str(out), "--run-dir", str(run), "--resume", "--max-steps", "3",
+                 "--device", "cpu", "--no-progress"]) == 0
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 3
+    assert main(["export", str(run), "--out", str(tmp_path / "w.pth"), "--with-decoder"]) == 0
+    saved = torch.load(tmp_path / "w.pth", weights_only=False)
+    assert saved["pretrain"]["step"] == 3 and saved["with_decoder"]
+    assert "step 3" in capsys.readouterr().out
+
+
+def test_missing_loader_module_is_a_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "pretrain.data", None)  # import fails like an absent module
+    code = main([str(tmp_path), "--run-dir", str(tmp_path / "r"), "--device", "cpu", "--model", "tiny"])
+    assert code == 2
+    assert "pretrain.data" in capsys.readouterr().err
+
+
+def test_bench_loader_forwards_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setitem(sys.modules, "pretrain.bench_loader",
+                        types.SimpleNamespace(main=lambda argv: seen.append(argv) or 0))
+    assert main(["bench-loader", "OUT", "--steps", "5"]) == 0
+    assert seen == [["OUT", "--steps", "5"]]
+
+
+def test_bench_loader_absent_is_a_clear_error(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "pretrain.bench_loader", None)
+    assert main(["bench-loader"]) == 2
+    assert "pretrain.bench_loader is not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["{tmp}/missing", "--run-dir", "{tmp}/r"], "not a directory"),
+        (["{tmp}", "--run-dir", "{tmp}/r", "--config", "{tmp}/nope.toml"], "cannot read config"),
+        (["export", "{tmp}", "--out", "{tmp}/w.pth"], "no checkpoint"),
+    ],
+)
+def test_bad_input_gives_a_message_and_status_2(tmp_path: Path, capsys, argv, message) -> None:
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cuda_requested_without_a_gpu_is_refused(tmp_path: Path, capsys, monkeypatch,
+                                                 fake_loader: list[dict]) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([str(tmp_path), "--run-dir", str(tmp_path / "r"), "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
