@@ -51,7 +51,7 @@ def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray
     --------
     >>> lps = np.diag([-1.0, -1.0, 1.0, 1.0])
     >>> out, aff, _ = to_ras(np.arange(8.0).reshape(2, 2, 2), lps)
-    >>> nio.aff2axcodes(aff), out[0, 0, 0]
+    >>> nio.aff2axcodes(aff), float(out[0, 0, 0])
     (('R', 'A', 'S'), 6.0)
     """
     ornt = nio.io_orientation(affine)
