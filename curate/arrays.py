@@ -170,6 +170,26 @@ def source_box(lo: tuple[int, ...], hi: tuple[int, ...], to_source: np.ndarray) 
     return (*(int(v) for v in mapped.min(axis=1)), *(int(v) + 1 for v in mapped.max(axis=1)))
 
 
+def coarse_occupancy(anatomy_packed: np.ndarray, cell: int = 8) -> np.ndarray:
+    """Fraction (0-255) of anatomy voxels in each ``cell``^3 block of packed masks.
+
+    Stored beside the array so a loader can centre crops on anatomy without
+    decompressing the mask.
+
+    Examples
+    --------
+    >>> m = np.zeros((16, 8, 8), np.uint8); m[:8] = ANATOMY_BIT
+    >>> coarse_occupancy(m, 8).ravel().tolist()
+    [255, 0]
+    """
+    anatomy = (anatomy_packed & ANATOMY_BIT).astype(np.float32)
+    pads = [(0, (-n) % cell) for n in anatomy.shape]
+    padded = np.pad(anatomy, pads)
+    blocks = padded.reshape(*(n // cell for n in padded.shape[:1]), cell,
+                            padded.shape[1] // cell, cell, padded.shape[2] // cell, cell)
+    return np.rint(blocks.mean(axis=(1, 3, 5)) * 255).astype(np.uint8)
+
+
 def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))  # type: ignore[return-value]
 

@@ -18,12 +18,14 @@ import numpy as np
 from manifests.schema import ImageRecord
 
 from curate.array_file import write_array
-from curate.arrays import PreparedArray, prepare
+from curate.arrays import PreparedArray, coarse_occupancy, prepare
 from curate.config import ArraysConfig, CurateConfig
 from curate.io import UnreadableImage, read_image
 from curate.stages.base import StageContext, WorkItem, load_image
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")
+#: Edge (voxels) of the coarse anatomy-occupancy cells stored for crop sampling.
+_CELL = 8
 
 
 def array_path(record: ImageRecord, folder: str = "arrays") -> str:
@@ -56,11 +58,13 @@ def _mask(item: WorkItem, ctx: StageContext, key: str, rel: str | None,
 
 
 def _meta(record: ImageRecord, prepared: PreparedArray, cfg: ArraysConfig) -> dict[str, object]:
+    grid = coarse_occupancy(prepared.masks, _CELL)
     return {
         "image_id": record.image_id, "affine": prepared.affine.tolist(),
         "spacing_mm": list(prepared.spacing_mm), "crop_box": list(prepared.crop_box),
         "normalization": cfg.normalization, "interpolation": cfg.image_interpolation,
         "margin_mm": cfg.margin_mm,
+        "anatomy_grid": {"cell": _CELL, "shape": list(grid.shape), "data": grid.tobytes()},
     }
 
 
