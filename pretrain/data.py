@@ -154,6 +154,8 @@ class CropDataset(IterableDataset):
         self.seed, self.augment, self.rank, self.world_size = seed, augment, rank, world_size
         self.follow, self.anatomy_bias, self.aug = follow, anatomy_bias, augment_config
         self.epoch = -1
+        self._pending_epoch: int | None = None
+        self._passes = 0
         self.skipped = SkipCounter()
         self.entries = self._read_entries()
 
@@ -166,11 +168,20 @@ class CropDataset(IterableDataset):
             entries = box[0]
         return entries
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch`` (seeded order and crops; for exact resumes)."""
+        self._pending_epoch = int(epoch)
+
     def begin_epoch(self) -> None:
-        """Advance to the next epoch (re-reading the manifest in follow mode)."""
-        self.epoch += 1
-        if self.follow and self.epoch > 0:
+        """Start the next pass: epoch set by :meth:`set_epoch`, else the previous one + 1.
+
+        In follow mode every pass after the first re-reads the manifest first.
+        """
+        pending, self._pending_epoch = self._pending_epoch, None
+        self.epoch = pending if pending is not None else self.epoch + 1
+        if self.follow and self._passes > 0:
             self.entries = self._read_entries()
+        self._passes += 1
 
     def num_images(self) -> int:
         """Images this rank sees in one epoch."""

@@ -98,6 +98,9 @@ def test_every_image_once_per_epoch_across_ranks_and_workers(output, world_size,
         assert sorted(ids) == list(range(len(IMAGES)))
         orders.append(ids)
     assert orders[0] != orders[1]  # a new seeded order each epoch
+    for loader in loaders:
+        loader.dataset.set_epoch(1)  # replaying an epoch (resume) gives the same order
+    assert [int(i) for loader in loaders for batch in loader for i in batch["id"]] == orders[1]
 
 
 def test_shard_partitions_indices_exactly():
