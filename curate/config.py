@@ -71,9 +71,29 @@ class MasksConfig:
 
 @dataclass(frozen=True, slots=True)
 class ArraysConfig:
-    """Pre-training arrays."""
+    """Pre-training arrays: RAS, resampled, cropped, z-scored, compressed (OpenMind/nnssl).
+
+    ``image_interpolation`` is ``"bspline"`` (cubic B-spline, nnssl's order 3) or
+    ``"linear"``; masks are always resampled nearest-neighbour.  ``normalization``
+    z-scores over the whole cropped image (``"image"``, nnssl's default) or within
+    the anatomy mask (``"anatomy"``).  Resampling is skipped when every axis is
+    within ``spacing_tolerance_mm`` of the target.  ``codec``/``clevel``/``chunks``/
+    ``blocks`` are the blosc2 storage settings chosen for random 160^3 crops
+    (docs/loader.md has the measurements behind them).
+    """
 
     enabled: bool = True
+    spacing_mm: tuple[float, ...] = (1.0, 1.0, 1.0)
+    spacing_tolerance_mm: float = 1e-3
+    image_interpolation: str = "bspline"
+    margin_mm: float = 8.0
+    normalization: str = "image"
+    image_dtype: str = "float16"
+    codec: str = "LZ4HC"
+    clevel: int = 5
+    chunks: tuple[int, ...] = (64, 64, 64)
+    blocks: tuple[int, ...] = (16, 16, 16)
+    folder: str = "arrays"
 
 
 @dataclass(frozen=True, slots=True)

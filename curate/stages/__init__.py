@@ -6,6 +6,7 @@ Each later issue adds its stage to :func:`default_stages`.
 from __future__ import annotations
 
 from curate.config import CurateConfig
+from curate.stages.arrays import ArraysStage
 from curate.stages.base import Stage, StageContext, WorkItem, load_image
 from curate.stages.read import ReadStage
 
@@ -15,6 +16,9 @@ def default_stages(config: CurateConfig) -> list[Stage]:
     stages: list[Stage] = []
     if config.read.enabled:
         stages.append(ReadStage())
+    # arrays run after read -> dwi -> masks -> iqs (keep it last but thumbnails).
+    if config.arrays.enabled:
+        stages.append(ArraysStage())
     return stages
 
 

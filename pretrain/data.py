@@ -1,0 +1,282 @@
+"""Streaming pre-training data: manifest rows -> augmented 3D crops as torch batches.
+
+Interface (agreed with the train loop; stable)
+-----------------------------------------------
+``make_loader(output_dir, *, patch_size, batch_size, workers, selection=None,
+split="train", val_fraction=0.05, seed=0, augment=True, rank=0, world_size=1,
+follow=False) -> torch.utils.data.DataLoader``
+
+Iterating the loader yields one dict per batch, every value a torch tensor:
+
+* ``image``        B x 1 x P x P x P, float32 (z-scored intensities; 0 on padding)
+* ``anon_mask``    B x 1 x P x P x P, uint8 0/1 (1 = changed by anonymization)
+* ``anatomy_mask`` B x 1 x P x P x P, uint8 0/1 (1 = subject tissue)
+* ``valid``        B x 1 x P x P x P, bool (False where the crop is padding)
+
+One pass over the loader is one epoch: every selected image of this split and
+rank appears exactly once (one random crop each).  ``split_by_subject(table,
+val_fraction, seed)`` returns the (train, val) Arrow tables, never sharing a
+subject.  The data is read from ``OUTPUT/arrays`` through the manifest in
+``OUTPUT/manifests``; this module never imports Dask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+import manifests
+
+from pretrain.augment import AugmentConfig, crop_and_flip, resample, sample_params, sample_points, source_window
+from pretrain.data_io import ArrayFileError, ArrayHandle, open_array, sample_centre, split_masks
+
+log = logging.getLogger(__name__)
+
+Sample = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ImageEntry:
+    """One training image: its id, subject key and array file (absolute path)."""
+
+    image_id: str
+    subject: str
+    path: str
+
+
+def subject_keys(table: pa.Table) -> list[str]:
+    """``dataset/subject`` per row; a row without a subject is its own subject."""
+    datasets = table["dataset"].to_pylist()
+    subjects = table["subject"].to_pylist()
+    ids = table["image_id"].to_pylist()
+    return [f"{d}/{s}" if s else f"{d}/image-{i}" for d, s, i in zip(datasets, subjects, ids)]
+
+
+def _unit_hash(key: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by ``key`` and ``seed``."""
+    return int(hashlib.sha1(f"{seed}\x1f{key}".encode()).hexdigest()[:13], 16) / 16**13
+
+
+def split_by_subject(table: pa.Table, val_fraction: float = 0.05, seed: int = 0) -> tuple[pa.Table, pa.Table]:
+    """Split manifest rows into ``(train, val)`` by subject, never sharing a subject.
+
+    A subject goes to validation when a seeded hash of its key falls below
+    ``val_fraction``.  Hashing (rather than shuffling a list) keeps every
+    subject on its side as new manifest parts arrive, which ``follow`` mode
+    needs.  If that leaves validation empty although ``val_fraction > 0`` and
+    there are at least two subjects, the subject with the smallest hash moves
+    to validation.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    keys = subject_keys(table)
+    scores = {k: _unit_hash(k, seed) for k in set(keys)}
+    val_subjects = {k for k, v in scores.items() if v < val_fraction}
+    if not val_subjects and val_fraction > 0 and len(scores) >= 2:
+        val_subjects = {min(scores, key=scores.__getitem__)}
+    is_val = pa.array([k in val_subjects for k in keys], pa.bool_())
+    return table.filter(pc.invert(is_val)), table.filter(is_val)
+
+
+def select_entries(output_dir: Path, selection: manifests.Selection | None, split: str,
+                   val_fraction: float, seed: int) -> list[ImageEntry]:
+    """The images of one split: manifest filters, rows with arrays, subject split."""
+    if split not in ("train", "val", "all"):
+        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+    selection = dataclasses.replace(selection or manifests.Selection(), require_array=True)
+    table = manifests.apply(manifests.read_table(output_dir / "manifests"), selection)
+    if split != "all":
+        train, val = split_by_subject(table, val_fraction, seed)
+        table = train if split == "train" else val
+    rows = zip(table["image_id"].to_pylist(), subject_keys(table), table["array_path"].to_pylist())
+    return sorted(ImageEntry(i, s, str(output_dir / p)) for i, s, p in rows)
+
+
+def shard(n_items: int, *, seed: int, epoch: int, rank: int, world_size: int,
+          worker: int, n_workers: int) -> np.ndarray:
+    """Indices of one (rank, worker) in one epoch: a seeded permutation cut into disjoint slices.
+
+    Examples
+    --------
+    >>> parts = [shard(10, seed=0, epoch=1, rank=r, world_size=2, worker=w, n_workers=3)
+    ...          for r in range(2) for w in range(3)]
+    >>> sorted(int(i) for p in parts for i in p) == list(range(10))
+    True
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(n_items)
+    return order[rank::world_size][worker::n_workers]
+
+
+class SkipCounter:
+    """Images skipped for bad array files, counted across forked loader workers."""
+
+    def __init__(self) -> None:
+        self._shared = multiprocessing.Value("i", 0)
+
+    def add(self) -> None:
+        with self._shared.get_lock():
+            self._shared.value += 1
+
+    @property
+    def total(self) -> int:
+        return int(self._shared.value)
+
+
+class CropDataset(IterableDataset):
+    """One random (augmented) crop per selected image per epoch, sharded over ranks and workers.
+
+    Call :meth:`begin_epoch` before each pass (the loader from :func:`make_loader`
+    does it); it advances the seeded order and, with ``follow=True``, re-reads the
+    manifest so parts written since the last epoch join in.
+    """
+
+    def __init__(self, output_dir: Path | str, *, patch_size: int, selection: manifests.Selection | None = None,
+                 split: str = "train", val_fraction: float = 0.05, seed: int = 0, augment: bool = True,
+                 rank: int = 0, world_size: int = 1, follow: bool = False, anatomy_bias: float = 0.9,
+                 augment_config: AugmentConfig = AugmentConfig()) -> None:
+        super().__init__()
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        self.root = Path(output_dir)
+        self.patch = int(patch_size)
+        self.selection, self.split, self.val_fraction = selection, split, val_fraction
+        self.seed, self.augment, self.rank, self.world_size = seed, augment, rank, world_size
+        self.follow, self.anatomy_bias, self.aug = follow, anatomy_bias, augment_config
+        self.epoch = -1
+        self._pending_epoch: int | None = None
+        self._passes = 0
+        self.skipped = SkipCounter()
+        self.entries = self._read_entries()
+
+    def _read_entries(self) -> list[ImageEntry]:
+        entries = select_entries(self.root, self.selection, self.split, self.val_fraction, self.seed)
+        dist = torch.distributed
+        if self.world_size > 1 and dist.is_available() and dist.is_initialized():
+            box: list[Any] = [entries]
+            dist.broadcast_object_list(box, src=0)  # every rank shards the same list
+            entries = box[0]
+        return entries
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch`` (seeded order and crops; for exact resumes)."""
+        self._pending_epoch = int(epoch)
+
+    def begin_epoch(self) -> None:
+        """Start the next pass: epoch set by :meth:`set_epoch`, else the previous one + 1.
+
+        In follow mode every pass after the first re-reads the manifest first.
+        """
+        pending, self._pending_epoch = self._pending_epoch, None
+        self.epoch = pending if pending is not None else self.epoch + 1
+        if self.follow and self._passes > 0:
+            self.entries = self._read_entries()
+        self._passes += 1
+
+    def num_images(self) -> int:
+        """Images this rank sees in one epoch."""
+        return len(range(self.rank, len(self.entries), self.world_size))
+
+    def __iter__(self) -> Iterator[Sample]:
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        epoch = max(self.epoch, 0)
+        mine = shard(len(self.entries), seed=self.seed, epoch=epoch, rank=self.rank,
+                     world_size=self.world_size, worker=worker, n_workers=n_workers)
+        rng = np.random.default_rng([self.seed, epoch, self.rank, worker, 1])
+        for index in mine:
+            entry = self.entries[int(index)]
+            try:
+                yield self.load(entry, rng)
+            except ArrayFileError as exc:
+                self.skipped.add()
+                log.warning("skipped image %s: %s (%d skipped so far)", entry.image_id, exc, self.skipped.total)
+
+    def load(self, entry: ImageEntry, rng: np.random.Generator) -> Sample:
+        """One crop of ``entry`` as a dict of 1 x P^3 tensors.
+
+        Raises
+        ------
+        pretrain.data_io.ArrayFileError
+            For a missing or corrupt array file.
+        """
+        handle = open_array(Path(entry.path))
+        params = sample_params(rng, self.aug, self.augment)
+        centre = self._clamp_centre(sample_centre(handle, rng, self.anatomy_bias), handle.shape)
+        if params.interpolate:
+            return self._resampled(handle, centre, params.matrix)
+        return self._cropped(handle, centre, np.sign(np.diag(params.matrix)))
+
+    def _clamp_centre(self, centre: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Keep the un-augmented patch inside the array (or the array inside the patch)."""
+        half = (self.patch - 1) / 2.0
+        spare = np.array(shape) - self.patch
+        start = np.clip(np.rint(centre - half), np.minimum(spare, 0), np.maximum(spare, 0))
+        return start + half
+
+    def _cropped(self, handle: ArrayHandle, centre: np.ndarray, flips: np.ndarray) -> Sample:
+        start = np.rint(centre - (self.patch - 1) / 2.0).astype(int)
+        lo = np.maximum(start, 0)
+        hi = np.minimum(start + self.patch, np.array(handle.shape))
+        image, masks = handle.read(lo, hi)
+        image, valid = crop_and_flip(image[None], lo, start, self.patch, flips)
+        masks, _ = crop_and_flip(masks[None], lo, start, self.patch, flips)
+        anatomy, anon = split_masks(masks)
+        return {"image": torch.from_numpy(image), "anon_mask": torch.from_numpy(anon),
+                "anatomy_mask": torch.from_numpy(anatomy), "valid": torch.from_numpy(valid[None])}
+
+    def _resampled(self, handle: ArrayHandle, centre: np.ndarray, matrix: np.ndarray) -> Sample:
+        lo, hi = source_window(centre, matrix, self.patch, handle.shape)
+        image, masks = handle.read(lo, hi)
+        anatomy, anon = split_masks(masks)
+        region = torch.from_numpy(np.stack([image, anatomy.astype(np.float32), anon.astype(np.float32)]))
+        out = resample(region, sample_points(centre, matrix, self.patch), lo, handle.shape, self.aug)
+        return {"image": out["image"], "anon_mask": out["anon_mask"],
+                "anatomy_mask": out["anatomy_mask"], "valid": out["valid"]}
+
+
+class EpochLoader(DataLoader):
+    """A DataLoader that starts a new epoch of its :class:`CropDataset` on every ``iter()``."""
+
+    def __iter__(self):  # type: ignore[override]
+        self.dataset.begin_epoch()  # in the main process, before workers fork
+        return super().__iter__()
+
+
+def _worker_init(worker_id: int) -> None:
+    """One decompression thread per loader worker (the workers are the parallelism)."""
+    import blosc2
+
+    blosc2.set_nthreads(1)
+    torch.set_num_threads(1)
+
+
+def make_loader(output_dir: Path | str, *, patch_size: int, batch_size: int, workers: int,
+                selection: manifests.Selection | None = None, split: str = "train",
+                val_fraction: float = 0.05, seed: int = 0, augment: bool = True, rank: int = 0,
+                world_size: int = 1, follow: bool = False) -> DataLoader:
+    """The pre-training loader over ``OUTPUT`` (see the module docstring for the batch format).
+
+    Examples
+    --------
+    >>> loader = make_loader("out", patch_size=160, batch_size=2, workers=4)  # doctest: +SKIP
+    >>> for epoch in range(10):
+    ...     for batch in loader:
+    ...         loss = model(batch["image"].cuda())  # doctest: +SKIP
+    """
+    dataset = CropDataset(output_dir, patch_size=patch_size, selection=selection, split=split,
+                          val_fraction=val_fraction, seed=seed, augment=augment, rank=rank,
+                          world_size=world_size, follow=follow)
+    return EpochLoader(dataset, batch_size=batch_size, num_workers=workers,
+                       pin_memory=torch.cuda.is_available(), worker_init_fn=_worker_init,
+                       prefetch_factor=2 if workers > 0 else None, persistent_workers=False)

@@ -1,0 +1,188 @@
+"""The streaming loader on a small real OUTPUT (MNI152 sub-volumes through the arrays stage)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import manifests
+from manifests.io import write_part
+from manifests.schema import ImageRecord
+
+from curate.config import CurateConfig
+from curate.io import ImageData
+from curate.stages.arrays import ArraysStage
+from curate.stages.base import StageContext, WorkItem
+from pretrain.data import CropDataset, EpochLoader, make_loader, select_entries, shard, split_by_subject
+
+PATCH = 32
+#: (image_id, subject, window into the MNI152 T1); the last one is smaller than the patch.
+IMAGES = [
+    ("img0", "s1", (slice(40, 100), slice(50, 110), slice(40, 90))),
+    ("img1", "s1", (slice(60, 110), slice(60, 130), slice(50, 100))),
+    ("img2", "s2", (slice(70, 130), slice(40, 100), slice(60, 110))),
+    ("img3", "s3", (slice(50, 95), slice(80, 140), slice(70, 120))),
+    ("img4", "s4", (slice(90, 150), slice(90, 150), slice(30, 80))),
+    ("img5", "s5", (slice(80, 100), slice(100, 125), slice(80, 102))),
+]
+
+
+def _record(image_id: str, subject: str) -> ImageRecord:
+    return ImageRecord(image_id=image_id, dataset="mni", source_kind="nifti", modality="T1w",
+                       source_path=f"{image_id}.nii.gz", subject=subject, included=True)
+
+
+def _build(output: Path, mni_t1: nib.Nifti1Image, images: list, seq: int) -> list[ImageRecord]:
+    data = np.asarray(mni_t1.dataobj, np.float32)
+    ctx = StageContext(source_root=output, output_root=output, config=CurateConfig())
+    rows = []
+    for image_id, subject, window in images:
+        anon = np.zeros(data[window].shape, np.uint8)
+        anon[:5] = 1  # a slab "changed by anonymization"
+        item = WorkItem(record=_record(image_id, subject), source_file=None,
+                        image=ImageData(data=data[window].copy(), affine=mni_t1.affine, zooms=(1.0,) * 3),
+                        extras={"anon_mask": anon})
+        rows.append(ArraysStage().run(item, ctx)[0].record)
+    write_part(output / "manifests", rows, "run", seq)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory: pytest.TempPathFactory, mni_t1: nib.Nifti1Image) -> Path:
+    out = tmp_path_factory.mktemp("output")
+    _build(out, mni_t1, IMAGES, 0)
+    return out
+
+
+def _ids_seen(output: Path, **kwargs) -> Counter:
+    ds = CropDataset(output, patch_size=PATCH, split="all", **kwargs)
+    ds.begin_epoch()
+    seen: Counter = Counter()
+    for sample in ds:
+        seen[round(float(sample["image"].sum()), 3)] += 1
+    return seen
+
+
+def test_batches_have_the_agreed_shapes_and_types(output):
+    loader = make_loader(output, patch_size=PATCH, batch_size=2, workers=0, split="all", seed=3)
+    batches = list(loader)
+    assert sum(b["image"].shape[0] for b in batches) == len(IMAGES)
+    batch = batches[0]
+    assert batch["image"].shape == (2, 1, PATCH, PATCH, PATCH) and batch["image"].dtype == torch.float32
+    for key in ("anon_mask", "anatomy_mask"):
+        assert batch[key].dtype == torch.uint8 and set(batch[key].unique().tolist()) <= {0, 1}
+    assert batch["valid"].dtype == torch.bool and batch["valid"].shape == batch["image"].shape
+
+
+class _Tagged(CropDataset):
+    """Yields which image each sample came from (the sharding under test is in ``__iter__``)."""
+
+    def load(self, entry, rng):
+        return {"id": torch.tensor(int(entry.image_id[3:]))}
+
+
+@pytest.mark.parametrize("world_size,workers", [(1, 2), (2, 2), (3, 1)])
+def test_every_image_once_per_epoch_across_ranks_and_workers(output, world_size, workers):
+    loaders = [EpochLoader(_Tagged(output, patch_size=PATCH, split="all", rank=r, world_size=world_size,
+                                   seed=1), batch_size=2, num_workers=workers)
+               for r in range(world_size)]
+    orders = []
+    for _ in range(2):  # two epochs, each complete on its own
+        ids = [int(i) for loader in loaders for batch in loader for i in batch["id"]]
+        assert sorted(ids) == list(range(len(IMAGES)))
+        orders.append(ids)
+    assert orders[0] != orders[1]  # a new seeded order each epoch
+    for loader in loaders:
+        loader.dataset.set_epoch(1)  # replaying an epoch (resume) gives the same order
+    assert [int(i) for loader in loaders for batch in loader for i in batch["id"]] == orders[1]
+
+
+def test_shard_partitions_indices_exactly():
+    for n in (0, 1, 7, 100):
+        parts = [shard(n, seed=0, epoch=2, rank=r, world_size=3, worker=w, n_workers=4)
+                 for r in range(3) for w in range(4)]
+        flat = sorted(int(i) for p in parts for i in p)
+        assert flat == list(range(n))
+
+
+def test_ranks_and_workers_get_distinct_images(output):
+    ids: list[str] = []
+    for rank in range(2):
+        ds = CropDataset(output, patch_size=PATCH, split="all", rank=rank, world_size=2)
+        ds.begin_epoch()
+        for worker in range(2):
+            idx = shard(len(ds.entries), seed=0, epoch=0, rank=rank, world_size=2, worker=worker, n_workers=2)
+            ids.extend(ds.entries[i].image_id for i in idx)
+    assert sorted(ids) == sorted(i for i, _, _ in IMAGES)
+
+
+def test_subject_split_is_disjoint_and_seeded(output):
+    table = manifests.read_table(output / "manifests")
+    for seed in range(5):
+        train, val = split_by_subject(table, val_fraction=0.3, seed=seed)
+        assert train.num_rows + val.num_rows == table.num_rows
+        assert val.num_rows > 0
+        assert not set(train["subject"].to_pylist()) & set(val["subject"].to_pylist())
+        again, _ = split_by_subject(table, val_fraction=0.3, seed=seed)
+        assert again.equals(train)
+    entries = select_entries(output, None, "val", 0.3, 0)
+    assert {e.subject for e in entries}.isdisjoint({e.subject for e in select_entries(output, None, "train", 0.3, 0)})
+
+
+def test_filters_reach_the_loader(output):
+    sel = manifests.Selection(datasets=("other",))
+    assert not select_entries(output, sel, "all", 0.0, 0)
+    assert len(select_entries(output, manifests.Selection(modalities=("T1w",)), "all", 0.0, 0)) == len(IMAGES)
+
+
+def test_small_image_is_padded_and_marked_invalid(output):
+    ds = CropDataset(output, patch_size=PATCH, split="all", augment=False)
+    entry = next(e for e in ds.entries if e.image_id == "img5")
+    sample = ds.load(entry, np.random.default_rng(0))
+    valid = sample["valid"][0]
+    array_shape = next(r for r in manifests.read_records(output / "manifests") if r.image_id == "img5").array_shape
+    assert int(valid.sum()) == int(np.prod([min(s, PATCH) for s in array_shape]))
+    assert not valid.all()
+    assert float(sample["image"][0][~valid].abs().sum()) == 0.0
+    assert int(sample["anatomy_mask"][0][~valid].sum()) == 0
+
+
+def test_augmented_samples_keep_masks_binary_and_padding_marked(output):
+    ds = CropDataset(output, patch_size=PATCH, split="all", augment=True)
+    rng = np.random.default_rng(5)
+    for _ in range(25):
+        sample = ds.load(ds.entries[int(rng.integers(len(ds.entries)))], rng)
+        assert set(sample["anon_mask"].unique().tolist()) <= {0, 1}
+        assert sample["image"].shape == (1, PATCH, PATCH, PATCH)
+        assert float(sample["image"][~sample["valid"]].abs().sum()) == 0.0
+
+
+def test_corrupt_and_missing_arrays_are_skipped_and_counted(tmp_path, mni_t1, caplog):
+    rows = _build(tmp_path, mni_t1, IMAGES[:4], 0)
+    (tmp_path / rows[0].array_path).unlink()
+    path = tmp_path / rows[1].array_path
+    path.write_bytes(path.read_bytes()[:200])  # truncated file
+    ds = CropDataset(tmp_path, patch_size=PATCH, split="all")
+    ds.begin_epoch()
+    with caplog.at_level(logging.WARNING, logger="pretrain.data"):
+        samples = list(ds)
+    assert len(samples) == 2
+    assert ds.skipped.total == 2
+    assert sum("skipped image" in r.message for r in caplog.records) == 2
+
+
+def test_follow_mode_sees_a_new_part_next_epoch(tmp_path, mni_t1):
+    _build(tmp_path, mni_t1, IMAGES[:2], 0)
+    loader = make_loader(tmp_path, patch_size=PATCH, batch_size=1, workers=0, split="all", follow=True)
+    assert sum(1 for _ in loader) == 2
+    _build(tmp_path, mni_t1, IMAGES[2:4], 1)
+    assert sum(1 for _ in loader) == 4
+    static = make_loader(tmp_path, patch_size=PATCH, batch_size=1, workers=0, split="all")
+    _build(tmp_path, mni_t1, IMAGES[4:5], 2)
+    assert sum(1 for _ in static) == 4 and sum(1 for _ in static) == 4
