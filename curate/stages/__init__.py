@@ -8,6 +8,7 @@ from __future__ import annotations
 from curate.config import CurateConfig
 from curate.stages.base import Stage, StageContext, WorkItem, load_image
 from curate.stages.read import ReadStage
+from curate.stages.thumbnails import ThumbnailStage
 
 
 def default_stages(config: CurateConfig) -> list[Stage]:
@@ -15,6 +16,9 @@ def default_stages(config: CurateConfig) -> list[Stage]:
     stages: list[Stage] = []
     if config.read.enabled:
         stages.append(ReadStage())
+    # thumbnails stays last: it draws what the earlier stages produced.
+    if config.report.thumbnails:
+        stages.append(ThumbnailStage())
     return stages
 
 
