@@ -188,8 +188,21 @@ def iqs_by_modality(frame: pd.DataFrame) -> dict[str, np.ndarray]:
             for m, group in scored.groupby("modality", sort=True)}
 
 
+def iqs_summary(frame: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
+    """Per modality: images with an IQS, median and worst IQS, and how many lie above ``threshold``."""
+    scored = frame[["modality", "iqs"]].dropna()
+    if scored.empty:
+        return pd.DataFrame(columns=["scored", "median", "worst", "above threshold"])
+    grouped = scored.groupby("modality", sort=True)["iqs"]
+    out = pd.DataFrame({"scored": grouped.size().astype("int64"), "median": grouped.median(),
+                        "worst": grouped.max()})
+    if threshold is not None:
+        out["above threshold"] = grouped.agg(lambda v: int((v > threshold).sum())).astype("int64")
+    return out
+
+
 __all__ = [
     "COLUMNS", "COVERAGE_MARKS", "ReportData", "card", "coverage", "dataset_cumulative",
-    "exclusion_table", "excluded_rows", "iqs_by_modality", "metadata", "modality_counts",
+    "exclusion_table", "excluded_rows", "iqs_by_modality", "iqs_summary", "metadata", "modality_counts",
     "prepare",
 ]

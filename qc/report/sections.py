@@ -42,11 +42,13 @@ def table(frame: pd.DataFrame, index_label: str, css: str = "", ident: str = "",
     """A plain HTML table of ``frame`` (index as the first column)."""
     attrs = (f' class="{css}"' if css else "") + (f' id="{ident}"' if ident else "")
     head = "".join(f'<th class="num">{esc(c)}</th>' for c in frame.columns)
+    integer = [pd.api.types.is_integer_dtype(frame[c]) for c in frame.columns]
     body = []
-    for label, row in frame.iterrows():
+    for label, *values in frame.itertuples(name=None):
         cells = "".join(
-            f'<td class="num" data-col="{esc(c)}">{f"{v:.1%}" if c in percent else fmt(v)}</td>'
-            for c, v in row.items())
+            f'<td class="num" data-col="{esc(c)}">'
+            f'{f"{v:.1%}" if c in percent else fmt(int(v) if is_int else v)}</td>'
+            for c, v, is_int in zip(frame.columns, values, integer))
         body.append(f'<tr data-key="{esc(label)}"><td>{esc(label)}</td>{cells}</tr>')
     return (f"<table{attrs}><thead><tr><th>{esc(index_label)}</th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -158,6 +160,7 @@ def iqs_section(frame: pd.DataFrame, threshold: float | None) -> str:
             else "No IQS threshold is set (config <code>[iqs] max_iqs</code>).")
     return ('<section id="iqs"><h2>Image quality score by modality</h2>'
             f'<p class="note">IQS runs from 1 (clear, sharp) to 5 (highly compromised). {rule}</p>'
+            + table(agg.iqs_summary(frame, threshold), "modality", ident="iqs-table")
             + figure(figures.iqs_grid(values, threshold), "IQS histograms per modality")
             + "</section>")
 
