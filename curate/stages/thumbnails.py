@@ -17,12 +17,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from manifests.schema import ExclusionReason, ImageRecord
+from manifests.schema import ImageRecord
+from qc.report.gallery import showable
 from qc.thumbnails import ThumbnailStyle, mosaic_png, thumbnail_name
 
 from curate.config import CurateConfig, ReportConfig
 from curate.io import UnreadableImage, read_image, write_bytes
-from curate.stages.base import StageContext, WorkItem, is_dwi_source, load_image
+from curate.stages.base import StageContext, WorkItem, load_image
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,8 @@ def thumbnail_style(config: ReportConfig) -> ThumbnailStyle:
 
 
 def wants_thumbnail(record: ImageRecord) -> bool:
-    """Whether ``record`` is worth a thumbnail: its voxels were read and it may be shown."""
-    if record.included or is_dwi_source(record):
-        return True
-    return bool(record.exclusion_reasons) and set(record.exclusion_reasons) <= {
-        ExclusionReason.IQS.value}
+    """Whether ``record`` is worth a thumbnail (the rule the report's gallery uses too)."""
+    return showable(record.included, record.modality, record.exclusion_reasons)
 
 
 def read_mask(output: Path, rel_path: str | None, shape: tuple[int, ...]) -> np.ndarray | None:

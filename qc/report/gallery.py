@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from manifests.schema import ExclusionReason, Modality
+
 #: Exclusion reasons after which an image's voxels were still read and are worth showing.
-SHOWABLE_ALONE = frozenset({"iqs"})
+SHOWABLE_ALONE = frozenset({ExclusionReason.IQS.value})
 #: Column order of a DWI series row: the series, then its maps.
 DWI_ORDER = ("DWI", "T2w", "FA", "MD")
 
@@ -33,7 +35,7 @@ def showable(included: bool, modality: str | None, reasons: Sequence[str]) -> bo
     """
     if included:
         return True
-    if modality == "DWI" and tuple(reasons) == ("modality",):
+    if modality == Modality.DWI.value and tuple(reasons) == (ExclusionReason.MODALITY.value,):
         return True
     return bool(reasons) and set(reasons) <= SHOWABLE_ALONE
 
@@ -44,7 +46,7 @@ def showable_mask(frame: pd.DataFrame) -> pd.Series:
     # Few distinct reason combinations exist: decide each once, then look up.
     verdict = {r: bool(r) and set(r.split(", ")) <= SHOWABLE_ALONE for r in reasons.unique()}
     alone = reasons.map(verdict).astype(bool)
-    dwi = (frame["modality"] == "DWI") & (reasons == "modality")
+    dwi = (frame["modality"] == Modality.DWI.value) & (reasons == ExclusionReason.MODALITY.value)
     return frame["included"] | dwi | alone
 
 
