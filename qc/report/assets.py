@@ -141,16 +141,23 @@ REPORT_JS = """
 
   var box = document.getElementById('lightbox');
   var boxImg = box.querySelector('img'), boxText = box.querySelector('p');
+  function open(img) {
+    boxImg.src = img.src;
+    boxText.textContent = img.getAttribute('data-caption') || img.alt;
+    box.classList.add('open');
+    box.setAttribute('data-image-id', img.getAttribute('data-image-id') || '');
+  }
   document.querySelectorAll('img.thumb').forEach(function (img) {
-    img.addEventListener('click', function () {
-      boxImg.src = img.src;
-      boxText.textContent = img.getAttribute('data-caption') || img.alt;
-      box.classList.add('open');
-    });
+    img.addEventListener('click', function () { open(img); });
   });
   function close() { box.classList.remove('open'); }
   box.addEventListener('click', close);
   document.addEventListener('keydown', function (e) { if (e.key === 'Escape') { close(); } });
+  var wanted = /^#view=([0-9A-Za-z_-]+)$/.exec(window.location.hash);
+  if (wanted) {
+    var target = document.querySelector('img.thumb[data-image-id="' + wanted[1] + '"]');
+    if (target) { open(target); } else { console.warn('no thumbnail for image ' + wanted[1]); }
+  }
   document.body.setAttribute('data-ready', '1');
 })();
 """

@@ -17,6 +17,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 INCLUDED_COLOR = "#3b7dd8"
 EXCLUDED_COLOR = "#d8893b"
@@ -49,8 +50,17 @@ def modality_chart(counts: pd.DataFrame) -> str:
         ax.barh(labels, inc, color=INCLUDED_COLOR, label="included")
         ax.barh(labels, exc, left=inc, color=EXCLUDED_COLOR, label="excluded")
         ax.set_xlabel("images")
-        ax.legend(loc="lower right", frameon=False)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, frameon=False)
         return to_data_uri(fig)
+
+
+def _mark_labels(marks: Mapping[float, int]) -> dict[int, str]:
+    """One label per dataset count: ``{1: "50%, 75% in 1 dataset"}``."""
+    shares: dict[int, list[str]] = {}
+    for fraction, n in marks.items():
+        shares.setdefault(n, []).append(f"{fraction:.0%}")
+    return {n: f"{', '.join(f)} in {n} dataset{'s' if n != 1 else ''}" for n, f in shares.items()}
 
 
 def cumulative_chart(cumulative: pd.DataFrame, marks: Mapping[float, int]) -> str:
@@ -59,18 +69,22 @@ def cumulative_chart(cumulative: pd.DataFrame, marks: Mapping[float, int]) -> st
         fig = _figure(6.0, 3.0)
         ax = fig.add_subplot()
         x = np.arange(1, len(cumulative) + 1)
-        ax.plot(x, cumulative["cumulative"].to_numpy(), color=INCLUDED_COLOR, lw=1.8)
-        total = int(cumulative["images"].sum())
         reached = cumulative["cumulative"].to_numpy()
-        for fraction, n in marks.items():
-            ax.axhline(fraction * total, color="0.8", lw=0.8, zorder=0)
+        ax.plot(x, reached, color=INCLUDED_COLOR, lw=1.8, marker="o" if len(x) <= 30 else None, ms=3)
+        total = int(cumulative["images"].sum())
+        for fraction in marks:
+            ax.axhline(fraction * total, color="0.85", lw=0.8, zorder=0)
+        for n, label in _mark_labels(marks).items():
             ax.plot([n], [reached[n - 1]], "o", color=LINE_COLOR, ms=4)
-            ax.annotate(f"{fraction:.0%} in {n} datasets", (n, reached[n - 1]),
-                        xytext=(6, -10), textcoords="offset points", fontsize=8)
+            ax.annotate(label, (n, reached[n - 1]), xytext=(6, -12), textcoords="offset points",
+                        fontsize=8)
         ax.set_xlabel("number of datasets (largest first)")
         ax.set_ylabel("included images")
+        ax.set_ylim(0, total * 1.05)
         if len(cumulative) > 50:
             ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         return to_data_uri(fig)
 
 
@@ -86,6 +100,7 @@ def histogram(values: np.ndarray, xlabel: str, bins: int | np.ndarray = 30,
             ax.legend(frameon=False, loc="upper right")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("images")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         return to_data_uri(fig)
 
 
@@ -96,6 +111,7 @@ def category_chart(counts: pd.Series, xlabel: str = "images") -> str:
         ax = fig.add_subplot()
         ax.barh([str(i) for i in counts.index][::-1], counts.to_numpy()[::-1], color=INCLUDED_COLOR)
         ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         return to_data_uri(fig)
 
 

@@ -161,9 +161,9 @@ def gallery_html(gallery: Gallery, available: set[str], thumbs_dir: str = "thumb
         'coronal, axial (RAS, subject right on the right). Overlays: '
         '<span style="background:#e62828"></span>anonymization mask (changed by defacing or '
         'blurring) <span style="background:#28dc5a"></span>anatomy mask outline. Click a '
-        'thumbnail for a larger view.</p>'
-        + block("gallery-worst", f"Worst {len(gallery.worst)} by IQS", gallery.worst, no_iqs)
-        + block("gallery-best", f"Best {len(gallery.best)} by IQS", gallery.best, no_iqs)
+        'thumbnail for a larger view; link to one with <code>#view=IMAGE_ID</code>.</p>'
+        + block("gallery-worst", f"Worst {len(gallery.worst) or ''} by IQS", gallery.worst, no_iqs)
+        + block("gallery-best", f"Best {len(gallery.best) or ''} by IQS", gallery.best, no_iqs)
         + '<div id="gallery-dwi"><h3>DWI series and derived maps (T2w, FA, MD)</h3>'
         + (series or '<p class="note">No DWI-derived maps in this build.</p>') + "</div>"
         + block("gallery-sample", "Random sample per modality", samples, "No images to show.")

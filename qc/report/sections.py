@@ -82,12 +82,13 @@ def datasets_section(frame: pd.DataFrame) -> str:
     if cumulative.empty:
         return '<section id="datasets"><h2>Images per dataset</h2><p>No included images.</p></section>'
     marks = agg.coverage(cumulative)
+    chart = figure(figures.cumulative_chart(cumulative, marks), "cumulative images over datasets") \
+        if len(cumulative) > 1 else ""
     lines = "".join(f"<li>{f:.0%} of included images come from the {n:,} largest "
                     f"dataset{'s' if n != 1 else ''}</li>" for f, n in marks.items())
     top = cumulative.head(10).drop(columns="fraction")
     return ('<section id="datasets"><h2>Images per dataset</h2><div class="row"><div>'
-            + figure(figures.cumulative_chart(cumulative, marks), "cumulative images over datasets")
-            + f"<ul>{lines}</ul></div><div><h3>Largest datasets ({len(cumulative):,} in all)</h3>"
+            + chart + f"<ul>{lines}</ul></div><div><h3>Largest datasets ({len(cumulative):,} in all)</h3>"
             + table(top, "dataset", ident="dataset-table") + "</div></div></section>")
 
 
@@ -134,7 +135,8 @@ def exclusions_section(data: agg.ReportData, max_rows: int) -> str:
     options = "".join(f'<option value="{esc(r)}">{esc(r)}</option>' for r in reasons.index)
     heads = "".join(f"<th>{c}</th>" for c in ("dataset", "file", "modality", "reasons", "detail"))
     return (
-        f'<section id="exclusions"><h2>Exclusions <span class="note">({total:,} images)</span></h2>'
+        f'<section id="exclusions"><h2>Exclusions <span class="note">({total:,} image'
+        f'{"s" if total != 1 else ""})</span></h2>'
         '<div class="row"><div>' + table(reasons, "reason", ident="reason-table", percent=("share",))
         + '<p class="note">An image may have several reasons; share is of excluded images.</p></div>'
         f'<div>{figure(figures.category_chart(reasons["images"]), "images per exclusion reason")}'
