@@ -17,6 +17,7 @@ from manifests.schema import SourceKind
 from curate import pipeline, summary
 from curate.config import ConfigError, CurateConfig, load_config
 from curate.discover import SourceError
+from curate.report import ReportError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_build = sub.add_parser("build", help="index plus every processing stage (resumes)")
     _common(p_build)
     p_build.add_argument("--max-iqs", type=float, help="exclude images with IQS above this")
+    p_report = sub.add_parser("report", help="write OUTPUT/reports/index.html (dataset card, QC gallery)")
+    p_report.add_argument("output", type=Path, help="output folder of a build")
+    p_report.add_argument("--worst", type=int, metavar="N", help="show the N worst images by IQS")
+    p_report.add_argument("--best", type=int, metavar="N", help="show the N best images by IQS")
+    p_report.add_argument("--source", type=Path, help="SOURCE of the build, to draw thumbnails of "
+                          "source images the build did not draw")
+    p_report.add_argument("--workers", type=int, default=0,
+                          help="processes for missing thumbnails (default: all cores)")
+    p_report.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    p_status = sub.add_parser("status", help="print the summary of a build's manifest")
+    p_status.add_argument("output", type=Path, help="output folder of a build")
     return parser
 
 
@@ -60,32 +72,62 @@ def _config(args: argparse.Namespace) -> CurateConfig:
     return config
 
 
+def _report(args: argparse.Namespace) -> int:
+    from curate.report import make_report
+
+    workers = args.workers if args.workers > 0 else pipeline.RunOptions().n_workers
+    result = make_report(args.output, worst=args.worst, best=args.best, source=args.source,
+                         workers=workers)
+    if not args.quiet:
+        note = f", {len(result.missing)} without thumbnail" if result.missing else ""
+        print(f"wrote {result.path} ({result.n_images:,} images, {result.shown} in the gallery, "
+              f"{result.rendered} thumbnails drawn{note}) in {result.seconds:.1f} s")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from curate.report import REPORT_PAGE, load_manifest, output_config
+
+    table = load_manifest(args.output)
+    page = args.output / REPORT_PAGE
+    note = f"report: {page}" if page.is_file() else f"no report yet: run `curate report {args.output}`"
+    summary.render_table(table, Console(), title=args.output.name,
+                         iqs_threshold=output_config(args.output).iqs.max_iqs, notes=[note])
+    return 0
+
+
+def _build_or_index(args: argparse.Namespace) -> int:
+    console = Console(stderr=True, quiet=args.quiet)
+    config = _config(args)
+    options = _options(args)
+    if args.command == "index":
+        records = pipeline.index(args.source, args.output, config, options)
+    else:
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                      transient=True, disable=args.quiet) as bar:
+            task = bar.add_task("building", total=None)
+            result = pipeline.build(args.source, args.output, config, options,
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+        records = result.records
+        console.print(f"processed {result.processed} images, reused {result.reused} unchanged")
+    if not args.quiet:
+        summary.render(records, Console())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``curate``; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    console = Console(stderr=True, quiet=args.quiet)
+    commands = {"index": _build_or_index, "build": _build_or_index, "report": _report,
+                "status": _status}
     try:
-        config = _config(args)
-        options = _options(args)
-        if args.command == "index":
-            records = pipeline.index(args.source, args.output, config, options)
-        else:
-            with Progress("[progress.description]{task.description}", BarColumn(),
-                          MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                          transient=True, disable=args.quiet) as bar:
-                task = bar.add_task("building", total=None)
-                result = pipeline.build(args.source, args.output, config, options,
-                                        progress=lambda done, total: bar.update(task, completed=done, total=total))
-            records = result.records
-            console.print(f"processed {result.processed} images, reused {result.reused} unchanged")
-    except (SourceError, ConfigError) as exc:
+        return commands[args.command](args)
+    except (SourceError, ConfigError, ReportError) as exc:
         print(f"curate: error: {exc}", file=sys.stderr)
         return 2
-    if not args.quiet:
-        summary.render(records, Console())
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

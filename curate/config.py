@@ -97,6 +97,27 @@ class ArraysConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportConfig:
+    """QC thumbnails (the ``thumbnails`` build stage) and the HTML report.
+
+    The first group changes how thumbnails look, so it is the stage's
+    fingerprint; the second only chooses what ``curate report`` shows.
+    """
+
+    thumbnails: bool = True
+    panel_px: int = 160
+    low_percentile: float = 0.5
+    high_percentile: float = 99.5
+    overlay_alpha: float = 0.45
+    worst_n: int = 12
+    best_n: int = 12
+    per_modality: int = 4
+    max_dwi_series: int = 8
+    max_table_rows: int = 20000
+    sample_seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionConfig:
     """How work is split into Dask tasks."""
 
@@ -115,6 +136,7 @@ class CurateConfig:
     iqs: IqsConfig = field(default_factory=IqsConfig)
     masks: MasksConfig = field(default_factory=MasksConfig)
     arrays: ArraysConfig = field(default_factory=ArraysConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 

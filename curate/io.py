@@ -186,6 +186,14 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a binary file (e.g. a PNG) atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write a JSON file atomically, indented, keys sorted."""
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,1 @@
+"""Quality control: pure measures (arrays in, numbers out), IQS rules and report rendering."""

@@ -9,6 +9,7 @@ from curate.config import CurateConfig
 from curate.stages.arrays import ArraysStage
 from curate.stages.base import Stage, StageContext, WorkItem, load_image
 from curate.stages.read import ReadStage
+from curate.stages.thumbnails import ThumbnailStage
 
 
 def default_stages(config: CurateConfig) -> list[Stage]:
@@ -19,6 +20,9 @@ def default_stages(config: CurateConfig) -> list[Stage]:
     # arrays run after read -> dwi -> masks -> iqs (keep it last but thumbnails).
     if config.arrays.enabled:
         stages.append(ArraysStage())
+    # thumbnails stays last: it draws what the earlier stages produced.
+    if config.report.thumbnails:
+        stages.append(ThumbnailStage())
     return stages
 
 

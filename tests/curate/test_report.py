@@ -1,0 +1,157 @@
+"""``curate report`` / ``curate status`` on a real (tiny) build, including a headless-browser check."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate import pipeline
+from curate.cli import main
+from curate.config import CurateConfig
+from curate.report import ReportError, load_manifest, make_report
+from curate.stages.thumbnails import thumbnail_path
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+BROKEN = "sub-03_T1w.nii.gz"
+
+
+def _bids_source(root: Path, t1: nib.Nifti1Image) -> Path:
+    """Three T1w images: MNI 1 mm, MNI at 2 mm in a session, and a truncated (corrupt) file."""
+    src = root / "tinyds"
+    for sub in ("sub-01/anat", "sub-02/ses-1/anat", "sub-03/anat"):
+        (src / sub).mkdir(parents=True)
+    (src / "dataset_description.json").write_text(json.dumps({"Name": "tiny", "BIDSVersion": "1.9.0"}))
+    (src / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t34\tF\nsub-02\t61\tM\n"
+                                          "sub-03\t47\tF\n")
+    nib.save(t1, src / "sub-01/anat/sub-01_T1w.nii.gz")
+    affine = t1.affine.copy()
+    affine[:3, :3] *= 2
+    data = np.asarray(t1.dataobj)[::2, ::2, ::2] + np.float32(0.0)
+    nib.save(nib.Nifti1Image(data, affine), src / "sub-02/ses-1/anat/sub-02_ses-1_T1w.nii.gz")
+    whole = (src / "sub-01/anat/sub-01_T1w.nii.gz").read_bytes()
+    (src / "sub-03/anat" / BROKEN).write_bytes(whole[: len(whole) // 2])
+    return src
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, mni_t1: nib.Nifti1Image) -> tuple[Path, Path]:
+    """(SOURCE, OUTPUT) of a finished build."""
+    root = tmp_path_factory.mktemp("report_build")
+    src = _bids_source(root, mni_t1)
+    out = root / "out"
+    result = pipeline.build(src, out, CurateConfig(), pipeline.RunOptions(workers=1))
+    assert sorted(r.included for r in result.records) == [False, True, True]
+    return src, out
+
+
+@pytest.mark.slow
+def test_build_draws_thumbnails_once_and_the_report_counts_the_build(built: tuple[Path, Path]) -> None:
+    src, out = built
+    ids = {r["image_id"]: r for r in load_manifest(out).to_pylist()}
+    good = [i for i, r in ids.items() if r["included"]]
+    thumbs = {i: thumbnail_path(out, i) for i in good}
+    assert all(p.is_file() for p in thumbs.values())
+    assert not any(thumbnail_path(out, i).exists() for i, r in ids.items() if not r["included"])
+    stamps = {i: p.stat().st_mtime_ns for i, p in thumbs.items()}
+    again = pipeline.build(src, out, CurateConfig(), pipeline.RunOptions(workers=1))
+    assert again.reused >= len(good) and {i: p.stat().st_mtime_ns for i, p in thumbs.items()} == stamps
+
+    result = make_report(out)
+    page = result.path.read_text()
+    assert result.path == out / "reports/index.html" and result.rendered == 0 and not result.missing
+    assert re.search(r'data-key="all indexed"><td>all indexed</td><td class="num" data-col="images">3<', page)
+    assert re.search(r'data-key="included"><td>included</td><td class="num" data-col="images">2<', page)
+    assert BROKEN in page and "unreadable" in page
+    assert all(f'src="thumbs/{i}.png"' in page for i in good)
+
+
+@pytest.mark.slow
+def test_report_draws_missing_thumbnails_from_source(built: tuple[Path, Path]) -> None:
+    src, out = built
+    good = [r["image_id"] for r in load_manifest(out).to_pylist() if r["included"]]
+    for image_id in good:
+        thumbnail_path(out, image_id).unlink()
+    without = make_report(out)
+    assert set(without.missing) == set(good) and "--source" in without.missing[good[0]]
+    assert 'class="missing"' in without.path.read_text()
+    drawn = make_report(out, source=src)
+    assert drawn.rendered == len(good) and not drawn.missing
+    assert all(thumbnail_path(out, i).is_file() for i in good)
+
+
+def test_report_and_status_need_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ReportError, match="no manifest"):
+        make_report(tmp_path)
+    for command in ("report", "status"):
+        assert main([command, str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("curate: error: no manifest in") and "\n" not in err
+    assert main(["status", str(tmp_path / "absent")]) == 2
+
+
+@pytest.mark.slow
+def test_cli_report_and_status(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    src, out = built
+    assert main(["report", str(out), "--worst", "1", "--best", "1", "--workers", "1",
+                 "--source", str(src)]) == 0
+    said = capsys.readouterr().out
+    assert "wrote" in said and "3 images" in said
+    assert main(["status", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "3 images, 2 included" in shown and "unreadable" in shown
+    assert "report: " in shown and "index.html" in shown
+    assert re.search(r"included\s*│\s*2\s*│\s*2\s*│\s*2\s*│\s*1", shown)
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HOME=str(profile))
+    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="headless browser test needs Debian's `chromium` "
+                    "package (apt-get install chromium); not installed here")
+def test_report_in_headless_chromium(built: tuple[Path, Path], tmp_path: Path) -> None:
+    src, out = built
+    page = make_report(out, source=src).path
+    url = page.resolve().as_uri()
+    dom = _chromium(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+                     "--dump-dom", url], tmp_path / "profile-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console  # the page logs nothing unless something is wrong
+    html = dom.stdout
+    assert re.search(r'<body[^>]*data-ready="1"', html)
+    assert not re.search(r"<html[^>]*data-errors", html)
+    assert re.search(r'data-col="images">3</td>', html) and re.search(r'data-col="subjects">2</td>', html)
+    body = re.search(r'<table id="excluded-table">.*?<tbody>(.*?)</tbody>', html, re.S).group(1)
+    assert body.count("<tr>") == 1 and BROKEN in body and "unreadable" in body
+    assert "rows 1–1 of 1 matching" in html
+    assert html.count('class="thumb"') >= 2
+
+    first = re.search(r'<img class="thumb" [^>]*data-image-id="([0-9a-f]+)"', html).group(1)
+    linked = _chromium(["--enable-logging=stderr", "--v=0", "--dump-dom", f"{url}#view={first}"],
+                       tmp_path / "profile-view")
+    assert not [line for line in linked.stderr.splitlines() if ":CONSOLE" in line]
+    lightbox = re.search(r'<div id="lightbox"[^>]*>', linked.stdout).group(0)
+    assert 'class="open"' in lightbox and f'data-image-id="{first}"' in lightbox
+
+    shot = tmp_path / "report.png"
+    run = _chromium([f"--screenshot={shot}", "--window-size=1280,2000", url], tmp_path / "profile-shot")
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    pixels = np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("L"), dtype=float)
+    assert pixels.shape == (2000, 1280) and pixels.std() > 10
