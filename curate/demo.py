@@ -196,8 +196,26 @@ def make_demo_collection(root: Path) -> dict[str, Path]:
     }
 
 
+def _pretrain_smoke(out: Path) -> int:
+    """A few CPU steps of the tiny MAE on the BIDS build, then export (needs the [pretrain] extra)."""
+    try:
+        from pretrain import cli as pretrain_cli
+    except ImportError:
+        print("pretrain extra not installed: skipping the pre-training smoke run")
+        return 0
+    run = out / "pretrain_run"
+    steps = ["--max-steps", "6", "--patch-size", "32", "--batch-size", "2", "--workers", "0",
+             "--model", "tiny", "--device", "cpu", "--no-progress"]
+    print(f"\n=== pretrain {out / 'bids'} --run-dir {run} (tiny CPU smoke run)")
+    code = pretrain_cli.main([str(out / "bids"), "--run-dir", str(run), *steps,
+                              *(["--resume"] if (run / "checkpoints").exists() else [])])
+    if code == 0:
+        code = pretrain_cli.main(["export", str(run), "--out", str(run / "weights.pth")])
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Build the demo collection in OUT/source and run ``curate build`` on each part."""
+    """Build the demo collection in OUT/source, curate each part, report, pre-train briefly."""
     from curate import cli
 
     args = sys.argv[1:] if argv is None else argv
@@ -210,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     for kind, path in make_paths(sources).items():
         print(f"\n=== curate build {path} {out / kind}")
         code |= cli.main(["build", str(path), str(out / kind)])
+        code |= cli.main(["report", str(out / kind)])
+    code |= _pretrain_smoke(out)
+    print(f"\nOpen {out / 'bids' / 'reports' / 'index.html'} in a browser to look at the result.")
     return code
 
 

@@ -87,6 +87,19 @@ def _geometry(shape: tuple[int, ...], zooms: tuple[float, ...]) -> dict[str, Any
     }
 
 
+def _folder_entities(rel_path: str) -> dict[str, str]:
+    """Subject (and session) of a loose NIfTI file from its folders.
+
+    Clinical exports nest files as ``patient/[study/]file``: the first folder is
+    taken as the subject and, two levels down, the second as the session.
+    """
+    parts = rel_path.split("/")[:-1]
+    out = {"subject": display_path(parts[0])} if parts else {}
+    if len(parts) >= 2:
+        out["session"] = display_path(parts[1])
+    return out
+
+
 def _modality(task: NiftiTask, meta: dict[str, Any]) -> tuple[str, dict[str, str]]:
     rules = load_rules()
     if task.kind == SourceKind.BIDS.value:
@@ -96,7 +109,7 @@ def _modality(task: NiftiTask, meta: dict[str, Any]) -> tuple[str, dict[str, str
     texts = [meta.get("SeriesDescription"), meta.get("ProtocolName"),
              strip_nifti_suffix(task.rel_path.rsplit("/", 1)[-1])]
     image_type = tuple(image_type) if isinstance(image_type, list) else None
-    return series_modality(texts, image_type, rules), {}
+    return series_modality(texts, image_type, rules), _folder_entities(task.rel_path)
 
 
 def _stat_and_header(path: Path) -> tuple[dict[str, Any], str | None]:
