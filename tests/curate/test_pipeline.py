@@ -147,3 +147,10 @@ def test_participant_label_selects_subjects(demo_source, tmp_path) -> None:
 def test_unusable_source_raises_source_error(tmp_path) -> None:
     with pytest.raises(pipeline.SourceError):
         pipeline.index(tmp_path / "missing", tmp_path / "out", CurateConfig(), pipeline.RunOptions())
+
+
+def test_clinical_nifti_subjects_come_from_patient_folders(demo_source, tmp_path) -> None:
+    rows = pipeline.index(make_paths(demo_source)["nifti"], tmp_path / "out", CurateConfig(),
+                          pipeline.RunOptions(workers=1))
+    assert {r.subject for r in rows} == {"patient7", "patient8"}
+    assert all(r.source_kind == "nifti" for r in rows)
