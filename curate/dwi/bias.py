@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from curate.dwi.motion import from_itk, to_itk
+from curate.dwi.motion import fit_shrink, from_itk, to_itk
 
 
 def n4_field(mean_b0: np.ndarray, mask: np.ndarray, zooms: tuple[float, ...], shrink: int = 4,
@@ -33,6 +33,7 @@ def n4_field(mean_b0: np.ndarray, mask: np.ndarray, zooms: tuple[float, ...], sh
     """
     image = to_itk(np.clip(mean_b0, 0, None) + 1e-3, zooms)
     itk_mask = sitk.Cast(to_itk(mask.astype(np.float32), zooms), sitk.sitkUInt8)
+    shrink = fit_shrink((shrink,), image.GetSize())[0]
     small = sitk.Shrink(image, [shrink] * 3) if shrink > 1 else image
     small_mask = sitk.Shrink(itk_mask, [shrink] * 3) if shrink > 1 else itk_mask
     n4 = sitk.N4BiasFieldCorrectionImageFilter()

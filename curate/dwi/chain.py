@@ -10,6 +10,7 @@ the maps with the parameters, timings and QC figures of the run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +20,19 @@ from curate.config import DwiConfig
 from curate.dwi import bias, denoise, gibbs, gradients, mask, motion, tensor
 
 
+#: Registration of volumes smaller than this along any axis is unreliable (tested on
+#: dipy's 10-voxel test series, it drifts by many millimetres); it is skipped.
+MIN_REGISTRATION_SIZE = 16
+
+
 @dataclass(slots=True)
 class DwiResult:
     """Outcome of :func:`derive`: maps when ``ok``, else ``reason`` says why not."""
 
     ok: bool
     reason: str | None = None
+    #: Manifest exclusion reason for a failure: "gradients" or "empty".
+    reason_code: str = "gradients"
     fa: np.ndarray | None = field(default=None, repr=False)
     md: np.ndarray | None = field(default=None, repr=False)
     t2w: np.ndarray | None = field(default=None, repr=False)
@@ -84,6 +92,9 @@ def _denoise(data: np.ndarray, bvals: np.ndarray, head: np.ndarray, cfg: DwiConf
 def _motion(data: np.ndarray, check: gradients.GradientCheck, zooms: tuple[float, ...],
             head: np.ndarray, flip_x: bool, cfg: DwiConfig, result: DwiResult,
             ) -> tuple[np.ndarray, np.ndarray]:
+    if min(data.shape[:3]) < MIN_REGISTRATION_SIZE:
+        raise ValueError(f"series {data.shape[:3]} is too small to register "
+                         f"(< {MIN_REGISTRATION_SIZE} voxels along an axis)")
     settings = motion.MotionSettings(cfg.motion, cfg.motion_shrink_factors,
                                      cfg.motion_smoothing_mm, cfg.motion_sampling,
                                      cfg.motion_iterations)
@@ -93,6 +104,19 @@ def _motion(data: np.ndarray, check: gradients.GradientCheck, zooms: tuple[float
     result.motion_max_mm = float(moved.displacement_mm.max())
     result.motion_mean_mm = float(moved.displacement_mm.mean())
     return moved.data, moved.bvecs
+
+
+def _optional(step: str, run: Callable[[], Any], fallback: Any, result: DwiResult) -> Any:
+    """Run one correction step; if it cannot work on this series, skip it with a warning.
+
+    Corrections improve the maps but are not required for them (a two-slice
+    series has no room for a 5-voxel denoising patch or a registration pyramid).
+    """
+    try:
+        return run()
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+        result.warnings.append(f"{step} skipped: {type(exc).__name__}: {str(exc).strip()[:200]}")
+        return fallback
 
 
 def derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bvals: np.ndarray,
@@ -112,38 +136,45 @@ def derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bvals
     if not check.ok or keep is None:
         return DwiResult(False, check.reason, warnings=notes, timings_s=timings)
     data = np.nan_to_num(np.asarray(data, np.float32)[..., keep], nan=0.0, posinf=0.0, neginf=0.0)
-    result = DwiResult(True, shells=check.shells, warnings=notes, timings_s=timings,
+    result = DwiResult(True, shells=check.shells, warnings=notes + list(check.notes),
+                       timings_s=timings,
                        parameters=_parameters(cfg, slice_axis))
     head = mask.head_mask(data[..., check.b0_mask].mean(axis=3))
     lap("head_mask")
-    data = _denoise(data, check.bvals, head, cfg)
+    data = _optional("denoise", lambda: _denoise(data, check.bvals, head, cfg), data, result)
     lap("denoise")
     if cfg.gibbs:
-        data = gibbs.remove_gibbs(data, slice_axis, cfg.gibbs_n_points, cfg.threads, mask=head)
+        data = _optional("gibbs", lambda: gibbs.remove_gibbs(
+            data, slice_axis, cfg.gibbs_n_points, cfg.threads, mask=head), data, result)
     lap("gibbs")
     bvecs_now = check.bvecs
     if cfg.motion != "none":
-        data, bvecs_now = _motion(data, check, zooms, head, np.linalg.det(affine[:3, :3]) > 0,
-                                  cfg, result)
+        flip_x = bool(np.linalg.det(affine[:3, :3]) > 0)
+        data, bvecs_now = _optional("motion", lambda: _motion(
+            data, check, zooms, head, flip_x, cfg, result), (data, bvecs_now), result)
     lap("motion")
     mean_b0 = data[..., check.b0_mask].mean(axis=3)
     if cfg.bias:
-        field = bias.n4_field(mean_b0, head, zooms, cfg.bias_shrink, cfg.bias_iterations)
-        data = bias.apply_field(data, field)
-        mean_b0 = bias.apply_field(mean_b0, field)
+        field = _optional("bias", lambda: bias.n4_field(
+            mean_b0, head, zooms, cfg.bias_shrink, cfg.bias_iterations), None, result)
+        if field is not None:
+            data = bias.apply_field(data, field)
+            mean_b0 = bias.apply_field(mean_b0, field)
     lap("bias")
     brain = mask.brain_mask(mean_b0, cfg.mask_median_radius, cfg.mask_numpass,
                             cfg.mask_fill_holes)
     lap("mask")
     if not brain.any():
-        return DwiResult(False, "brain mask is empty", warnings=notes, timings_s=timings)
+        return DwiResult(False, "brain mask of the mean b0 is empty", "empty", warnings=notes,
+                         timings_s=timings)
     use = gradients.dti_volumes(check, cfg.dti_max_b, cfg.shell_tolerance)
     maps = tensor.fit_tensor(data[..., use], check.bvals[use], bvecs_now[use], brain,
                              cfg.dti_fit_method, cfg.b0_threshold)
     lap("tensor")
     result.fa, result.md, result.brain_mask = maps.fa, maps.md, brain
     result.t2w = np.where(brain > 0, np.clip(mean_b0, 0, None), 0).astype(np.float32)
-    result.shells_used = tuple(b for b in check.shells if b <= cfg.dti_max_b + cfg.shell_tolerance)
+    result.shells_used = tuple(check.shells[k] for k in
+                               gradients.dti_shells(check, cfg.dti_max_b, cfg.shell_tolerance))
     result.nan_voxels, result.degenerate_voxels = maps.nan_voxels, maps.degenerate_voxels
     return result
 

@@ -36,6 +36,7 @@ class GradientCheck:
     b0_mask: np.ndarray | None = field(default=None, repr=False)
     shells: tuple[float, ...] = ()
     shell_index: np.ndarray | None = field(default=None, repr=False)
+    notes: tuple[str, ...] = ()
 
 
 def _fail(reason: str) -> GradientCheck:
@@ -119,11 +120,18 @@ def check_gradients(bvals: np.ndarray, bvecs: np.ndarray, n_volumes: int,
     vecs = as_n_by_3(bvecs, n_volumes)
     if vecs is None:
         return _fail(f"bvec has shape {np.shape(bvecs)}, expected 3 x {n_volumes}")
-    if not (np.isfinite(vals).all() and np.isfinite(vecs).all()):
-        return _fail("non-finite values in bval or bvec")
+    if not np.isfinite(vals).all():
+        return _fail("non-finite b-values")
     if (vals < 0).any():
         return _fail("negative b-values")
     b0 = vals <= b0_threshold
+    notes: tuple[str, ...] = ()
+    finite = np.isfinite(vecs).all(axis=1)
+    if not finite[~b0].all():
+        return _fail(f"{int((~finite[~b0]).sum())} diffusion directions are not finite")
+    if not finite.all():  # e.g. dipy's small_64D: "nan nan nan" for the b0; direction unused
+        notes = (f"{int((~finite).sum())} b0 direction(s) not finite (unused, set to 0)",)
+        vecs = np.where(finite[:, None], vecs, 0.0)
     if not b0.any():
         return _fail(f"no b0 volume (no b-value <= {b0_threshold:g})")
     if int((~b0).sum()) < min_dwi_volumes:
@@ -141,19 +149,34 @@ def check_gradients(bvals: np.ndarray, bvecs: np.ndarray, n_volumes: int,
     unit[~b0] = vecs[~b0] / norms[~b0, None]
     shells, index = cluster_shells(vals, b0_threshold, shell_tolerance)
     return GradientCheck(ok=True, bvals=vals, bvecs=unit, b0_mask=b0, shells=shells,
-                         shell_index=index)
+                         shell_index=index, notes=notes)
+
+
+def dti_shells(check: GradientCheck, max_b: float, tolerance: float) -> tuple[int, ...]:
+    """Indices of the shells a tensor fit uses: b0 plus shells with b <= max_b + tolerance.
+
+    Higher shells are left out because the tensor model's mono-exponential
+    assumption biases MD and FA there.  When every diffusion shell is higher
+    (e.g. a b = 2000 only protocol), the lowest one is used.
+
+    Examples
+    --------
+    >>> check = check_gradients(np.r_[0, [1000] * 6, [3000] * 6], np.r_[[[0, 0, 0]],
+    ...     np.tile(np.eye(3), (4, 1))], 13)
+    >>> dti_shells(check, 1000, 100), check.shells
+    ((0, 1), (0.0, 1000.0, 3000.0))
+    """
+    keep = tuple(k for k, b in enumerate(check.shells) if b <= max_b + tolerance)
+    if len(keep) == 1 and len(check.shells) > 1:
+        keep = (0, 1)
+    return keep
 
 
 def dti_volumes(check: GradientCheck, max_b: float, tolerance: float) -> np.ndarray:
-    """Boolean mask of volumes a tensor fit uses: b0 plus shells with b <= max_b + tolerance.
-
-    Higher shells are left out because the tensor model's mono-exponential
-    assumption biases MD and FA there.
-    """
+    """Boolean mask of the volumes in :func:`dti_shells`."""
     if check.bvals is None or check.shell_index is None:
         raise ValueError("gradient table was rejected")
-    keep = [k for k, b in enumerate(check.shells) if b <= max_b + tolerance]
-    return np.isin(check.shell_index, keep)
+    return np.isin(check.shell_index, dti_shells(check, max_b, tolerance))
 
 
 def parse_table(text: str) -> np.ndarray:

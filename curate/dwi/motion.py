@@ -74,11 +74,23 @@ def _register(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image | None,
         learningRate=1.0, minStep=1e-3, numberOfIterations=settings.iterations,
         relaxationFactor=0.5)
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel(list(settings.shrink_factors))
+    reg.SetShrinkFactorsPerLevel(fit_shrink(settings.shrink_factors, fixed.GetSize()))
     reg.SetSmoothingSigmasPerLevel(list(settings.smoothing_mm))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(initial, inPlace=False)
     return reg.Execute(fixed, moving)
+
+
+def fit_shrink(factors: tuple[int, ...], size: tuple[int, ...], smallest: int = 8) -> list[int]:
+    """Shrink factors capped so no level is smaller than ``smallest`` voxels along any axis.
+
+    Examples
+    --------
+    >>> fit_shrink((4, 2), (96, 96, 60)), fit_shrink((4, 2), (10, 10, 6))
+    ([4, 2], [1, 1])
+    """
+    limit = max(1, min(size) // smallest)
+    return [max(1, min(int(f), limit)) for f in factors]
 
 
 def transform_matrix(transform: sitk.Transform) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from curate.config import CurateConfig
 from curate.stages.base import Stage, StageContext, WorkItem, load_image
+from curate.stages.dwi import DwiStage
 from curate.stages.read import ReadStage
 
 
@@ -15,6 +16,8 @@ def default_stages(config: CurateConfig) -> list[Stage]:
     stages: list[Stage] = []
     if config.read.enabled:
         stages.append(ReadStage())
+    if config.dwi.enabled:
+        stages.append(DwiStage())
     return stages
 
 
