@@ -50,6 +50,7 @@ def _unring_lines(lines: np.ndarray, n_points: int, workers: int = 1) -> np.ndar
     spectrum = scipy.fft.rfft(lines, axis=-1, workers=workers).astype(np.complex64)
     k = (2j * np.pi * scipy.fft.rfftfreq(n)).astype(np.complex64)
     nyquist = spectrum[:, -1:].real / n if n % 2 == 0 else np.zeros((len(lines), 1), np.float32)
+    nyquist_sq = nyquist * nyquist
     best = {}
     for sign in (1.0, -1.0):
         tv = _tv(lines, n_points)
@@ -57,12 +58,14 @@ def _unring_lines(lines: np.ndarray, n_points: int, workers: int = 1) -> np.ndar
         shift = np.zeros_like(lines)
         for s in shifts:
             real = scipy.fft.irfft(spectrum * np.exp(sign * s * k), n=n, axis=-1, workers=workers)
-            shifted = np.hypot(real, nyquist * np.float32(np.sin(np.pi * s)))
+            real *= real
+            real += nyquist_sq * np.float32(np.sin(np.pi * s) ** 2)
+            shifted = np.sqrt(real, out=real)
             tvs = _tv(shifted, n_points)
             better = tv > tvs
-            image = np.where(better, shifted, image)
-            shift = np.where(better, s, shift)
-            tv = np.minimum(tv, tvs)
+            np.copyto(image, shifted, where=better)
+            np.copyto(shift, s, where=better)
+            np.minimum(tv, tvs, out=tv)
         best[sign] = (image, shift)
     (ip, sp), (im, sn) = best[1.0], best[-1.0]
     total = sp + sn

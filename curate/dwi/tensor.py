@@ -36,13 +36,15 @@ def fit_tensor(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.
     gtab = gradient_table(np.asarray(bvals, float), bvecs=np.asarray(bvecs, float),
                           b0_threshold=b0_threshold)
     inside = np.asarray(mask, bool)
+    readable = np.isfinite(data).all(axis=-1)
     model = TensorModel(gtab, fit_method=method)
     with np.errstate(all="ignore"):
-        fit = model.fit(np.clip(data, 0, None), mask=inside)
+        fit = model.fit(np.clip(np.where(readable[..., None], data, 0), 0, None),
+                        mask=inside & readable)
         evals = np.asarray(fit.evals, float)
         fa = np.asarray(fit.fa, float)
         md = np.asarray(fit.md, float)
-    nan = inside & ~(np.isfinite(evals).all(-1) & np.isfinite(fa) & np.isfinite(md))
+    nan = inside & ~(readable & np.isfinite(evals).all(-1) & np.isfinite(fa) & np.isfinite(md))
     finite = np.where(np.isfinite(evals), evals, 0.0)
     degenerate = inside & ~nan & ((finite < 0).any(-1) | (finite == 0).all(-1))
     bad = nan | ~inside
