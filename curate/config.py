@@ -49,9 +49,45 @@ class ReadConfig:
 
 @dataclass(frozen=True, slots=True)
 class DwiConfig:
-    """DWI derivation into FA, MD and mean-b0 maps."""
+    """DWI derivation into FA, MD and mean-b0 (T2w) maps (OpenMind appendix B.2).
+
+    Every step can be switched off; every value here is written into the
+    sidecar JSON of the maps it produced.
+    """
 
     enabled: bool = True
+    #: Threads one series may use (registration, denoising); keep at 1 when
+    #: Dask already runs one task per core.
+    threads: int = 2
+    # gradient table checks
+    b0_threshold: float = 50.0
+    bvec_norm_tolerance: float = 0.1
+    shell_tolerance: float = 100.0
+    min_dwi_volumes: int = 6
+    # 1. denoising: "mppca" (ours, vectorised), "dipy_mppca", "patch2self" or "none"
+    denoise: str = "mppca"
+    denoise_patch_radius: int = 2
+    denoise_stride: int = 2
+    # 2. Gibbs ringing removal along the in-plane axes
+    gibbs: bool = True
+    gibbs_n_points: int = 3
+    # 3. motion: "rigid", "affine" or "none" (every volume to the mean b0)
+    motion: str = "rigid"
+    motion_shrink_factors: tuple[int, ...] = (4, 2)
+    motion_smoothing_mm: tuple[float, ...] = (2.0, 1.0)
+    motion_sampling: float = 0.25
+    motion_iterations: int = 50
+    # 4. N4 bias field on the mean b0, applied to every volume
+    bias: bool = True
+    bias_shrink: int = 4
+    bias_iterations: tuple[int, ...] = (50, 50, 30)
+    # 5. brain mask on the mean b0 (median_otsu, lighter than dipy's defaults)
+    mask_median_radius: int = 2
+    mask_numpass: int = 1
+    mask_fill_holes: bool = True
+    # 6. tensor fit on b0 + shells with b <= dti_max_b + shell_tolerance
+    dti_max_b: float = 1000.0
+    dti_fit_method: str = "WLS"
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,3 +197,13 @@ def write_bytes(path: Path, data: bytes) -> None:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write a JSON file atomically, indented, keys sorted."""
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_slice_dim(path: Path) -> int | None:
+    """The NIfTI header's slice dimension (0, 1 or 2), or ``None`` when unset or unreadable."""
+    try:
+        header = nib.load(str(path)).header
+        slice_dim = header.get_dim_info()[2] if hasattr(header, "get_dim_info") else None
+    except _READ_ERRORS:
+        return None
+    return int(slice_dim) if slice_dim is not None else None

@@ -1,6 +1,7 @@
 """``curate build`` stages, in the order they run.
 
-Each later issue adds its stage to :func:`default_stages`.
+read -> dwi -> masks -> iqs -> arrays -> thumbnails.  Each stage says which
+earlier ones it reads from (``requires``), which drives what a rebuild re-runs.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from curate.config import CurateConfig
 from curate.stages.arrays import ArraysStage
 from curate.stages.base import Stage, StageContext, WorkItem, load_image
+from curate.stages.dwi import DwiStage
 from curate.stages.read import ReadStage
 from curate.stages.thumbnails import ThumbnailStage
 
@@ -17,6 +19,8 @@ def default_stages(config: CurateConfig) -> list[Stage]:
     stages: list[Stage] = []
     if config.read.enabled:
         stages.append(ReadStage())
+    if config.dwi.enabled:
+        stages.append(DwiStage())
     # arrays run after read -> dwi -> masks -> iqs (keep it last but thumbnails).
     if config.arrays.enabled:
         stages.append(ArraysStage())
