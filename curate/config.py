@@ -78,7 +78,8 @@ class MasksConfig:
     min_head_width_mm: float = 90.0
     # defacing: flat cut faces with zero signal beyond
     cut_min_area_mm2: float = 2500.0
-    cut_tolerance_mm: float = 2.5
+    cut_tolerance_mm: float = 2.0
+    cut_min_width_mm: float = 40.0
     cut_depth_mm: float = 60.0
     cut_margin_mm: float = 8.0
     # skull stripping: brain-sized foreground in a zeroed background without a skull layer

@@ -41,7 +41,15 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-__all__ = ["anatomy_mask", "block_factors", "downsample", "upsample", "foreground_threshold"]
+__all__ = ["anatomy_mask", "block_factors", "downsample", "finite", "foreground_threshold", "upsample"]
+
+
+def finite(data: np.ndarray) -> np.ndarray:
+    """``data`` as float32 with non-finite voxels set to 0 (copied only when needed)."""
+    out = data.astype(np.float32, copy=False)
+    if not np.isfinite(out).all():
+        out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
 
 
 def block_factors(zooms: tuple[float, ...], work_mm: float) -> tuple[int, int, int]:
@@ -168,7 +176,7 @@ def anatomy_mask(data: np.ndarray, zooms: tuple[float, ...], work_mm: float = 2.
     """
     if data.ndim != 3:
         raise ValueError(f"anatomy_mask needs a 3-D image, got shape {data.shape}")
-    clean = np.nan_to_num(data.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    clean = finite(data)
     factors = block_factors(zooms, work_mm)
     coarse = downsample(clean, factors)
     work = [z * f for z, f in zip(zooms[:3], factors)]

@@ -11,7 +11,7 @@ Methods (template-free, on a ~2 mm RAS copy of the image; see :mod:`.geometry`)
   voxels to the image minimum (usually exactly 0), while real air holds
   Rician noise.  Voids are the voxels at the minimum value.
 * **Skull-stripped**: the anatomy is brain-sized (``strip_*_volume_ml``), lies
-  inside the field of view, sits in an almost entirely void background, and
+  inside the field of view (except at its inferior face), sits in an almost entirely void background, and
   its depth profile (median intensity against distance from the surface, in
   the upper head) lacks the dark skull band between two brighter layers that
   every intact head shows in T1, T2, PD and FLAIR (cortical bone gives no
@@ -83,8 +83,12 @@ def _head_width_mm(grid: CoarseGrid) -> float:
 
 
 def _touches_edge(mask: np.ndarray) -> bool:
+    """Whether a RAS mask reaches the FOV edge anywhere but its inferior face.
+
+    (A brain stem running out of the bottom of the FOV is normal for a brain.)
+    """
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
-                or mask[:, :, 0].any() or mask[:, :, -1].any())
+                or mask[:, :, -1].any())
 
 
 def skull_dip(grid: CoarseGrid, depth_mm: float = 30.0, cranium_mm: float = 80.0) -> float:
@@ -159,11 +163,11 @@ def _blur_evidence(grid: CoarseGrid, cfg: MasksConfig) -> tuple[float, float, np
     """(face smooth fraction, cranium smooth fraction, smooth-region mask)."""
     core = ndimage.binary_erosion(grid.anatomy, iterations=1)
     face, cranium = _face_zone(grid)
-    ref_values = grid.texture[core & cranium]
+    ref_values = grid.texture()[core & cranium]
     if ref_values.size < 50 or (core & face).sum() < 50:
         return 0.0, 1.0, np.zeros_like(core)
     reference = float(np.median(ref_values))
-    smooth = grid.texture < cfg.blur_smooth_ratio * max(reference, 1e-12)
+    smooth = grid.texture() < cfg.blur_smooth_ratio * max(reference, 1e-12)
     return float(smooth[core & face].mean()), float(smooth[core & cranium].mean()), smooth
 
 
@@ -191,7 +195,8 @@ def _cut_planes(grid: CoarseGrid, cfg: MasksConfig) -> tuple[list, np.ndarray]:
     if len(pts_mm) < 3:
         return [], pts_mm
     pixel = float(np.prod(np.sort(grid.mm)[:2]))
-    planes = find_planes(pts_mm, normals, pixel, cfg.cut_tolerance_mm, cfg.cut_min_area_mm2)
+    planes = find_planes(pts_mm, normals, pixel, cfg.cut_tolerance_mm, cfg.cut_min_area_mm2,
+                         cfg.cut_min_width_mm)
     planes = [p for p in planes if p.normal[1] > 0.3 or p.normal[2] < -0.3]
     return planes, pts_mm
 
@@ -231,7 +236,7 @@ def detect_anonymization(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarr
     if planes:
         region = np.zeros_like(grid.anatomy)
         for plane in planes:
-            region |= plane_prism(plane, pts_mm, grid.anatomy.shape, grid.mm, cfg.cut_depth_mm,
+            region |= plane_prism(plane, pts_mm, grid.void, grid.mm, cfg.cut_depth_mm,
                                   cfg.cut_margin_mm)
         conf = _confidence(evidence["cut_area_mm2"], cfg.cut_min_area_mm2)
         return _finish(Anonymization.DEFACED.value, conf, region, grid, anatomy, evidence)

@@ -14,9 +14,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from curate.masks.anatomy import block_factors, downsample, upsample
+from curate.masks.anatomy import block_factors, downsample, finite, upsample
 
-__all__ = ["CoarseGrid", "Plane", "coarse_grid", "contact_points", "find_planes", "plane_prism"]
+__all__ = ["CoarseGrid", "Plane", "coarse_grid", "contact_points", "find_planes", "patch_width",
+           "plane_prism"]
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 
@@ -29,10 +30,8 @@ class CoarseGrid:
     ----------
     mean
         Block mean of the image.
-    texture
-        Root-mean-square of the image's discrete Laplacian within each block:
-        high-frequency content (noise, fine detail) that blurring removes,
-        insensitive to smooth intensity ramps and bias fields.
+    ras
+        The full-resolution image in RAS order (for :meth:`texture`).
     anatomy
         Coarse anatomy mask (majority of the block).
     void
@@ -44,7 +43,7 @@ class CoarseGrid:
     """
 
     mean: np.ndarray
-    texture: np.ndarray
+    ras: np.ndarray
     anatomy: np.ndarray
     void: np.ndarray
     void_full: np.ndarray
@@ -52,6 +51,18 @@ class CoarseGrid:
     factors: tuple[int, int, int]
     ornt: np.ndarray
     full_shape: tuple[int, int, int]
+    _texture: np.ndarray | None = None
+
+    def texture(self) -> np.ndarray:
+        """Block RMS of the image's discrete Laplacian (computed once, on demand).
+
+        High-frequency content (noise, fine detail) that blurring removes;
+        insensitive to smooth intensity ramps and bias fields.
+        """
+        if self._texture is None:
+            lap = ndimage.laplace(self.ras)
+            self._texture = np.sqrt(downsample(lap * lap, self.factors))
+        return self._texture
 
     def to_image(self, coarse_mask: np.ndarray) -> np.ndarray:
         """A coarse RAS boolean mask brought back to the image grid and storage order."""
@@ -67,8 +78,7 @@ def coarse_grid(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarray,
                 work_mm: float) -> CoarseGrid:
     """Reorient ``data`` and ``anatomy`` to RAS and block-average them to ``work_mm``."""
     ornt = nib.orientations.io_orientation(affine)
-    ras = nib.orientations.apply_orientation(data, ornt).astype(np.float32, copy=False)
-    ras = np.nan_to_num(ras, nan=0.0, posinf=0.0, neginf=0.0)
+    ras = finite(nib.orientations.apply_orientation(data, ornt))
     anat = nib.orientations.apply_orientation(anatomy, ornt) > 0
     zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
     zooms_ras = np.empty(3)
@@ -78,10 +88,8 @@ def coarse_grid(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarray,
     tol = 1e-6 * max(float(ras.max()) - low, 1e-12)
     void_full = ras <= low + tol
     mean = downsample(ras, factors)
-    lap = ndimage.laplace(ras)
-    texture = np.sqrt(downsample(lap * lap, factors))
     return CoarseGrid(
-        mean=mean, texture=texture, anatomy=downsample(anat, factors) >= 0.5,
+        mean=mean, ras=ras, anatomy=downsample(anat, factors) >= 0.5,
         void=downsample(void_full, factors) >= 0.999, void_full=void_full,
         mm=zooms_ras * np.asarray(factors), factors=factors, ornt=ornt,
         full_shape=tuple(int(s) for s in ras.shape),  # type: ignore[arg-type]
@@ -134,20 +142,38 @@ def _fit(points: np.ndarray) -> tuple[np.ndarray, float]:
     return normal, float(normal @ centre)
 
 
+def patch_width(points_mm: np.ndarray) -> float:
+    """Smaller in-plane extent (mm) of a flat patch, as for a uniform rectangle.
+
+    Examples
+    --------
+    >>> u, v = np.meshgrid(np.arange(0, 100.0), np.arange(0, 30.0))
+    >>> pts = np.stack([u.ravel(), v.ravel(), np.zeros(u.size)], axis=1)
+    >>> round(patch_width(pts))
+    30
+    """
+    centred = points_mm - points_mm.mean(axis=0)
+    spread = np.linalg.svd(centred, compute_uv=False) / np.sqrt(len(points_mm))
+    return float(np.sqrt(12.0) * spread[1])
+
+
 def find_planes(points_mm: np.ndarray, normals: np.ndarray, pixel_mm2: float, tol_mm: float,
-                min_area_mm2: float, max_planes: int = 3, trials: int = 300,
-                seed: int = 0) -> list[Plane]:
+                min_area_mm2: float, min_width_mm: float, max_planes: int = 3,
+                trials: int = 300, seed: int = 0) -> list[Plane]:
     """Large flat patches among boundary points (sequential RANSAC).
 
     A point is an inlier when it lies within ``tol_mm`` of the plane and its
     own outward normal is within ~25 degrees of the plane normal, so a ring where
-    a plane merely crosses a curved surface does not count; only a flat cut
-    face does.
+    a plane merely crosses a curved surface does not count; only a flat face
+    does.  A patch narrower than ``min_width_mm`` (the strip where a plane
+    touches a cylinder such as a neck or a limb) is discarded.
     """
     rng = np.random.default_rng(seed)
     planes: list[Plane] = []
     remaining = np.ones(len(points_mm), dtype=bool)
-    for _ in range(max_planes):
+    for _ in range(max_planes + 2):
+        if len(planes) == max_planes:
+            break
         idx = np.flatnonzero(remaining)
         if idx.size * pixel_mm2 < min_area_mm2:
             break
@@ -165,18 +191,20 @@ def find_planes(points_mm: np.ndarray, normals: np.ndarray, pixel_mm2: float, to
                 best = ok
         if best is None or best.size * pixel_mm2 < min_area_mm2:
             break
+        remaining[best] = False
+        if patch_width(points_mm[best]) < min_width_mm:
+            continue
         normal, offset = _fit(points_mm[best])
         if float(np.mean(normals[best] @ normal)) < 0:
             normal, offset = -normal, -offset
         planes.append(Plane(normal=normal, offset=offset, inliers=best,
                             area_mm2=float(best.size * pixel_mm2)))
-        remaining[best] = False
     return planes
 
 
-def plane_prism(plane: Plane, points_mm: np.ndarray, shape: tuple[int, ...], mm: np.ndarray,
+def plane_prism(plane: Plane, points_mm: np.ndarray, candidates: np.ndarray, mm: np.ndarray,
                 depth_mm: float, margin_mm: float) -> np.ndarray:
-    """Coarse voxels beyond ``plane`` (up to ``depth_mm``) whose projection falls on its patch.
+    """Candidate voxels beyond ``plane`` (up to ``depth_mm``) whose projection falls on its patch.
 
     The patch is the inliers' footprint on the plane, dilated by ``margin_mm``
     and hole-filled, so the prism is the slab of space the cut removed.
@@ -196,12 +224,15 @@ def plane_prism(plane: Plane, points_mm: np.ndarray, shape: tuple[int, ...], mm:
     disk = np.hypot(*np.mgrid[-radius:radius + 1, -radius:radius + 1]) <= radius
     patch = ndimage.binary_fill_holes(ndimage.binary_closing(np.pad(patch, radius), disk)[radius:-radius, radius:-radius])
     patch = ndimage.binary_dilation(patch, disk)
-    grid = np.indices(shape, dtype=np.float32).reshape(3, -1).T * mm.astype(np.float32)
+    index = np.argwhere(candidates)
+    grid = index * mm
     height = grid @ normal - plane.offset
-    gu = ((grid @ u - u0) / step).astype(int)
-    gv = ((grid @ v - v0) / step).astype(int)
+    gu = np.floor((grid @ u - u0) / step).astype(int)
+    gv = np.floor((grid @ v - v0) / step).astype(int)
     inside = (height > -step) & (height <= depth_mm)
     inside &= (gu >= 0) & (gu < size[0]) & (gv >= 0) & (gv < size[1])
-    hit = np.zeros(grid.shape[0], dtype=bool)
+    hit = np.zeros(len(index), dtype=bool)
     hit[inside] = patch[gu[inside], gv[inside]]
-    return hit.reshape(shape)
+    out = np.zeros(candidates.shape, dtype=bool)
+    out[tuple(index[hit].T)] = True
+    return out
