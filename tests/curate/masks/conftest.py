@@ -66,6 +66,12 @@ def fit_brain_mask(head: np.ndarray, zooms: tuple[float, ...], brain: np.ndarray
 def head_parts(head_template: nib.Nifti1Image, face_mask: nib.Nifti1Image,
                mni_brain_mask: nib.Nifti1Image) -> dict[str, np.ndarray]:
     """The head image, its truth head mask, brain mask and face region."""
+    return make_head_parts(head_template, face_mask, mni_brain_mask)
+
+
+def make_head_parts(head_template: nib.Nifti1Image, face_mask: nib.Nifti1Image,
+                    mni_brain_mask: nib.Nifti1Image) -> dict[str, np.ndarray]:
+    """See :func:`head_parts` (plain function, shared with ``benchmarks/bench_masks.py``)."""
     data = np.asarray(head_template.dataobj, dtype=np.float32)
     head = ndimage.binary_fill_holes(ndimage.binary_closing(data > 40, iterations=3))
     brain = fit_brain_mask(head, head_template.header.get_zooms(),
