@@ -9,8 +9,8 @@ is known because the test itself removes or alters it:
 * skull-stripping with a brain mask: nilearn's MNI152 brain mask placed on the
   head by matching bounding boxes (inner skull taken 10-20 mm inside the head
   outline), then everything outside it set to 0;
-* Rician noise and a smooth multiplicative bias field as variants (noise is
-  added *before* anonymization, as in real data).
+* Rician noise, a smooth multiplicative bias field and a background masked
+  to zero as variants (applied *before* anonymization, as in real data).
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ def quickshear_plane(shape: tuple[int, ...]) -> np.ndarray:
     return k < (j - 150) * 110.0 / 106.0
 
 
-CASES = ("intact", "intact_noise", "intact_bias_noise", "deface_template", "deface_template_noise",
-         "deface_plane", "deface_plane_bias_noise", "blur_noise", "blur_bias_noise",
+CASES = ("intact", "intact_noise", "intact_bias_noise", "intact_noise_zero_background",
+         "deface_template", "deface_template_noise", "deface_plane", "deface_plane_bias_noise",
+         "deface_plane_noise_zero_background", "blur_noise", "blur_bias_noise",
          "strip", "strip_bias_noise")
 
 
@@ -113,6 +114,8 @@ def build_case(name: str, parts: dict[str, np.ndarray], affine: np.ndarray) -> C
     image = data * bias_field(data.shape) if "bias" in name else data.copy()
     if "noise" in name:
         image = rician(image, 12.0)
+    if "zero_background" in name:  # background masked to 0 before release
+        image = image * head
     none = np.zeros(data.shape, dtype=bool)
     if name.startswith("intact"):
         return Case(name, image, affine, none, head, brain, "none")
