@@ -143,3 +143,15 @@ def test_blank_and_tiny_images_are_not_anonymized() -> None:
         anatomy = anatomy_mask(image, (1.0, 1.0, 1.0))
         result = detect_anonymization(image, np.eye(4), anatomy, CFG)
         assert anatomy.sum() == 0 and result.kind == "none" and result.mask.sum() == 0
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 64), (64, 64, 2), (3, 3, 3), (130, 1, 140)])
+def test_thin_and_tiny_volumes_do_not_crash(shape: tuple[int, int, int]) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.random(shape).astype(np.float32) * 5
+    image[tuple(slice(s // 4, max(s // 4 + 1, 3 * s // 4)) for s in shape)] += 100
+    affine = np.diag([0.5, 0.7, 3.0, 1.0])
+    anatomy = anatomy_mask(image, (0.5, 0.7, 3.0))
+    result = detect_anonymization(image, affine, anatomy, CFG)
+    assert anatomy.shape == result.mask.shape == shape
+    assert result.kind == "none" and result.mask.sum() == 0
