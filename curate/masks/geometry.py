@@ -175,7 +175,7 @@ def find_planes(points_mm: np.ndarray, normals: np.ndarray, pixel_mm2: float, to
         if len(planes) == max_planes:
             break
         idx = np.flatnonzero(remaining)
-        if idx.size * pixel_mm2 < min_area_mm2:
+        if idx.size < 3 or idx.size * pixel_mm2 < min_area_mm2:
             break
         best: np.ndarray | None = None
         for _trial in range(trials):
