@@ -26,7 +26,7 @@ from manifests.schema import ImageRecord
 
 from curate.config import CurateConfig, MasksConfig
 from curate.derivatives import derivative_path, ensure_dataset_description
-from curate.io import write_nifti
+from curate.io import read_image, write_nifti
 from curate.masks import anatomy_mask, detect_anonymization
 from curate.stages.base import StageContext, WorkItem, load_image
 
@@ -53,6 +53,27 @@ def compute_masks(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...]
                            cfg.floor_multiple, cfg.min_component_fraction)
     result = detect_anonymization(data, affine, anatomy, cfg)
     return anatomy, result.mask, result.kind, result.confidence
+
+
+def masks_for(item: WorkItem, ctx: StageContext) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(anatomy, anon)`` uint8 masks of an item, for later stages.
+
+    Taken from ``item.extras`` when this stage ran in the same task, else read
+    from the files named in the record (a resumed build), else ``None``.
+
+    Raises
+    ------
+    curate.io.UnreadableImage
+        If the record names mask files that cannot be read.
+    """
+    if "anatomy_mask" in item.extras and "anon_mask" in item.extras:
+        return item.extras["anatomy_mask"], item.extras["anon_mask"]
+    record = item.record
+    if not record.anatomy_mask_path or not record.anon_mask_path:
+        return None
+    anatomy = read_image(ctx.output_root / record.anatomy_mask_path).data > 0
+    anon = read_image(ctx.output_root / record.anon_mask_path).data > 0
+    return anatomy.astype(np.uint8), anon.astype(np.uint8)
 
 
 class MasksStage:

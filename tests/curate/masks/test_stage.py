@@ -13,7 +13,7 @@ from curate.config import CurateConfig, TriageConfig
 from curate.io import ImageData
 from curate.stages import default_stages
 from curate.stages.base import StageContext, WorkItem
-from curate.stages.masks import MasksStage
+from curate.stages.masks import MasksStage, masks_for
 from manifests.schema import ImageRecord
 
 from .conftest import rician
@@ -119,3 +119,20 @@ def test_stage_hands_masks_to_later_stages(tmp_path) -> None:
     assert item.record.anonymization == "none"
     written = nib.load(str(tmp_path / "out" / item.record.anatomy_mask_path))
     assert written.shape == (40, 40, 40)
+
+
+def test_later_stages_get_masks_from_extras_or_files(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.random((40, 40, 40)).astype(np.float32) * 3
+    data[10:30, 10:30, 10:30] += 100
+    ctx = StageContext(tmp_path, tmp_path / "out", CurateConfig())
+    item = MasksStage().run(_item(data), ctx)[0]
+    from_extras = masks_for(item, ctx)
+    item.extras.clear()  # as on a resumed build, where the stage was skipped
+    from_files = masks_for(item, ctx)
+    for got in (from_extras, from_files):
+        assert got is not None
+        anatomy, anon = got
+        assert anatomy.dtype == anon.dtype == np.uint8
+        assert anatomy.sum() == 20**3 and anon.sum() == 0
+    assert masks_for(_item(data), ctx) is None
