@@ -221,7 +221,15 @@ def detect_anonymization(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarr
         Its anatomy mask (from :func:`curate.masks.anatomy.anatomy_mask`).
     cfg
         Thresholds.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` is not 3-D or ``anatomy`` is not on its grid.
     """
+    if data.ndim != 3 or anatomy.shape != data.shape:
+        raise ValueError(f"need a 3-D image and an anatomy mask of the same shape, got "
+                         f"{data.shape} and {anatomy.shape}")
     grid = coarse_grid(data, affine, anatomy, cfg.work_mm)
     empty = np.zeros(data.shape, dtype=np.uint8)
     if grid.anatomy.sum() < 100 or _head_width_mm(grid) < cfg.min_head_width_mm:

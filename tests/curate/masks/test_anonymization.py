@@ -155,3 +155,10 @@ def test_thin_and_tiny_volumes_do_not_crash(shape: tuple[int, int, int]) -> None
     result = detect_anonymization(image, affine, anatomy, CFG)
     assert anatomy.shape == result.mask.shape == shape
     assert result.kind == "none" and result.mask.sum() == 0
+
+
+def test_mismatched_or_4d_input_is_refused_with_a_message() -> None:
+    with pytest.raises(ValueError, match="3-D"):
+        detect_anonymization(np.zeros((4, 4, 4, 2)), np.eye(4), np.zeros((4, 4, 4, 2)), CFG)
+    with pytest.raises(ValueError, match="same shape"):
+        detect_anonymization(np.zeros((4, 4, 4)), np.eye(4), np.zeros((4, 4, 5)), CFG)
