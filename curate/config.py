@@ -100,9 +100,36 @@ class IqsConfig:
 
 @dataclass(frozen=True, slots=True)
 class MasksConfig:
-    """Anonymization and anatomy masks."""
+    """Anonymization and anatomy masks (see :mod:`curate.masks` for the methods)."""
 
     enabled: bool = True
+    #: voxel size (mm) the masks are computed at before going back to the image grid
+    work_mm: float = 2.0
+    # anatomy foreground
+    closing_mm: float = 4.0
+    noise_k: float = 5.0
+    floor_multiple: float = 3.0
+    min_component_fraction: float = 0.1
+    #: smallest left-right extent (mm) of a foreground treated as a head
+    min_head_width_mm: float = 90.0
+    # defacing: flat cut faces with zero signal beyond
+    cut_min_area_mm2: float = 2500.0
+    cut_tolerance_mm: float = 2.0
+    cut_min_width_mm: float = 40.0
+    cut_depth_mm: float = 60.0
+    cut_margin_mm: float = 8.0
+    # skull stripping: brain-sized foreground in a zeroed background without a skull layer
+    strip_min_volume_ml: float = 700.0
+    strip_max_volume_ml: float = 2200.0
+    strip_min_void_fraction: float = 0.8
+    strip_max_skull_dip: float = 0.7
+    strip_shell_mm: float = 17.0
+    strip_footprint_margin_mm: float = 0.0
+    strip_neck_mm: float = 140.0
+    # face blurring: low within-block texture in the face zone
+    blur_smooth_ratio: float = 0.3
+    blur_min_face_fraction: float = 0.25
+    blur_max_cranium_fraction: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)
