@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from curate.config import CurateConfig
 from curate.stages.base import Stage, StageContext, WorkItem, load_image
+from curate.stages.iqs import IqsStage
 from curate.stages.read import ReadStage
 
 
@@ -15,6 +16,9 @@ def default_stages(config: CurateConfig) -> list[Stage]:
     stages: list[Stage] = []
     if config.read.enabled:
         stages.append(ReadStage())
+    # dwi and masks stages register here (read -> dwi -> masks -> iqs -> arrays -> thumbnails)
+    if config.iqs.enabled:
+        stages.append(IqsStage())
     return stages
 
 
