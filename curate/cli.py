@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_build = sub.add_parser("build", help="index plus every processing stage (resumes)")
     _common(p_build)
     p_build.add_argument("--max-iqs", type=float, help="exclude images with IQS above this")
+    p_build.add_argument("--iqs-ratings", type=Path, metavar="CSV",
+                         help="human IQS ratings (image_id,rating or dataset,modality,rating) "
+                              "that take precedence over the automatic score")
     p_report = sub.add_parser("report", help="write OUTPUT/reports/index.html (dataset card, QC gallery)")
     p_report.add_argument("output", type=Path, help="output folder of a build")
     p_report.add_argument("--worst", type=int, metavar="N", help="show the N worst images by IQS")
@@ -69,6 +72,12 @@ def _config(args: argparse.Namespace) -> CurateConfig:
     config = load_config(args.config)
     if getattr(args, "max_iqs", None) is not None:
         config = dataclasses.replace(config, iqs=dataclasses.replace(config.iqs, max_iqs=args.max_iqs))
+    if getattr(args, "iqs_ratings", None) is not None:
+        config = dataclasses.replace(config, iqs=dataclasses.replace(config.iqs, ratings=str(args.iqs_ratings)))
+    if config.iqs.ratings:
+        from curate.finalize import load_ratings
+
+        load_ratings(config.iqs.ratings)  # a bad CSV stops here, before any image is processed
     return config
 
 

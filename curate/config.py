@@ -92,10 +92,30 @@ class DwiConfig:
 
 @dataclass(frozen=True, slots=True)
 class IqsConfig:
-    """Automatic image-quality score."""
+    """Automatic image-quality score (OpenMind App. B.1 rules, calibrated measures).
+
+    ``calibration`` is a JSON file of knots (``None``: the packaged
+    ``qc/calibration/iqs_v1.json``); ``ratings`` a CSV of human ratings that take
+    precedence (columns ``dataset, modality, rating`` or ``image_id, rating``);
+    ``max_iqs`` excludes rows whose final score is above it (reason ``iqs``);
+    ``score_from`` picks the final ``iqs`` when no human rating applies:
+    ``"image"`` (each image's own score) or ``"group"`` (OpenMind's per-group median).
+    """
 
     enabled: bool = True
     max_iqs: float | None = None
+    calibration: str | None = None
+    ratings: str | None = None
+    score_from: str = "image"
+    max_border_fraction: float = 0.1
+    min_head_fraction: float = 0.03
+    max_bad_slices: int = 0
+
+    def __post_init__(self) -> None:
+        if self.score_from not in ("image", "group"):
+            raise ConfigError(f"iqs.score_from must be 'image' or 'group', got {self.score_from!r}")
+        if self.max_iqs is not None and not 1.0 <= self.max_iqs <= 5.0:
+            raise ConfigError(f"iqs.max_iqs must be within [1, 5], got {self.max_iqs}")
 
 
 @dataclass(frozen=True, slots=True)

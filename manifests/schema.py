@@ -160,6 +160,9 @@ class ImageRecord:
     qc_fwhm_mm: float | None = None
     qc_sharpness: float | None = None
     qc_ghost: float | None = None
+    qc_qi1: float | None = None
+    qc_spike: float | None = None
+    qc_inu: float | None = None
     qc_ringing: float | None = None
     qc_border_truncation: float | None = None
     qc_bad_slices: int | None = None
@@ -238,6 +241,7 @@ ARROW_SCHEMA: pa.Schema = pa.schema(
         ("iqs_source", _STR), ("qc_noise_sigma", _F64), ("qc_snr", _F64),
         ("qc_snr_dietrich", _F64), ("qc_cnr", _F64), ("qc_cjv", _F64), ("qc_efc", _F64),
         ("qc_fber", _F64), ("qc_fwhm_mm", _F64), ("qc_sharpness", _F64), ("qc_ghost", _F64),
+        ("qc_qi1", _F64), ("qc_spike", _F64), ("qc_inu", _F64),
         ("qc_ringing", _F64), ("qc_border_truncation", _F64), ("qc_bad_slices", _I64),
         ("anonymization", _STR), ("anonymization_confidence", _F64), ("anon_fraction", _F64),
         ("anon_mask_path", _STR), ("anatomy_mask_path", _STR),

@@ -10,6 +10,7 @@ from curate.config import CurateConfig
 from curate.stages.arrays import ArraysStage
 from curate.stages.base import Stage, StageContext, WorkItem, load_image
 from curate.stages.dwi import DwiStage
+from curate.stages.iqs import IqsStage
 from curate.stages.masks import MasksStage
 from curate.stages.read import ReadStage
 from curate.stages.thumbnails import ThumbnailStage
@@ -24,6 +25,8 @@ def default_stages(config: CurateConfig) -> list[Stage]:
         stages.append(DwiStage())
     if config.masks.enabled:
         stages.append(MasksStage())
+    if config.iqs.enabled:
+        stages.append(IqsStage())
     # arrays run after read -> dwi -> masks -> iqs (keep it last but thumbnails).
     if config.arrays.enabled:
         stages.append(ArraysStage())

@@ -1,0 +1,128 @@
+"""IQS rules, the calibration file, and scores of degraded real images."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from qc import degrade
+from qc.iqs import (DEFAULT_CALIBRATION, CalibrationError, FlagRules, combine, interpolate,
+                    load_calibration, score)
+from qc.profile import Profile, measure_image
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    return load_calibration()
+
+
+def test_combine_follows_openmind() -> None:
+    assert combine([1.0, 2.0, 3.0], False, False) == 2.0
+    assert combine([1.0, 2.0, 3.0], True, False) == 3.0
+    assert combine([4.5, 4.5, 4.5], True, False) == 5.0  # +1 capped at 5
+    assert combine([1.0, 1.0, 5.0], False, False) == 5.0
+    assert combine([1.0, 1.0, 1.0], False, True) == 5.0
+    assert combine([math.nan, 2.0, 4.0], False, False) == 3.0
+    assert combine([math.nan] * 3, False, False) == 5.0
+
+
+def test_interpolate_clamps_to_the_scale() -> None:
+    knots = {"x": [1.0, 2.0], "y": [1.0, 5.0]}
+    assert interpolate(0.0, knots) == 1.0 and interpolate(9.0, knots) == 5.0
+    assert interpolate(1.5, knots) == 3.0 and math.isnan(interpolate(math.nan, knots))
+
+
+def test_calibration_file_is_monotone_and_per_family(calibration) -> None:
+    assert calibration.version == "iqs_v1"
+    assert calibration.family_of("FA") == "FA" and calibration.family_of("MD") == "MD"
+    assert calibration.family_of("T1w") == "structural" and calibration.family_of("FLAIR") == "structural"
+    for name in ("FA", "MD"):
+        assert "artifact" not in calibration.families[name]["components"]
+    for family in calibration.families.values():
+        for spec in family["components"].values():
+            for knots in spec.values():
+                assert np.all(np.diff(knots["x"]) > 0) and np.all(np.diff(knots["y"]) > 0)
+                assert knots["y"][0] == 1.0
+
+
+def test_bad_calibration_file_gives_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"version": "x", "families": {}}))
+    with pytest.raises(CalibrationError, match="structural"):
+        load_calibration(path)
+    with pytest.raises(CalibrationError):
+        load_calibration(tmp_path / "missing.json")
+    assert DEFAULT_CALIBRATION.exists()
+
+
+def test_constant_and_nan_images_are_corrupted_not_crashes(calibration) -> None:
+    for data in (np.zeros((20, 20, 20)), np.full((20, 20, 20), np.nan), np.full((20, 20, 20), 3.0)):
+        result = score(measure_image(data), "T1w", calibration)
+        assert result.corrupted and result.iqs == 5.0
+
+
+def test_fov_flag_for_a_head_cut_by_the_volume(calibration) -> None:
+    profile = Profile(head_fraction=0.2, border_truncation=0.3, noise_sigma=1.0, signal=100.0,
+                      fwhm_mm=7.0)
+    result = score(profile, "T1w", calibration, FlagRules(max_border_fraction=0.1))
+    assert result.fov_suboptimal and not result.corrupted
+    clean = score(Profile(head_fraction=0.2, border_truncation=0.0, noise_sigma=1.0, signal=100.0,
+                          fwhm_mm=7.0), "T1w", calibration)
+    assert result.iqs == pytest.approx(min(5.0, clean.iqs + 1.0))
+
+
+DEGRADATIONS = {
+    "noise": ("noise", lambda x, ref, rng: degrade.rician_noise(x, 0.08 * ref, rng)),
+    "blur": ("blur", lambda x, ref, rng: degrade.gaussian_blur(x, 5.0)),
+    "ghost": ("artifact", lambda x, ref, rng: degrade.nyquist_ghost(x, 0.15)),
+    "spike": ("artifact", lambda x, ref, rng: degrade.kspace_spike(x, 0.03)),
+    "motion": ("artifact", lambda x, ref, rng: degrade.motion_phase(x, 0.8, 4.0, rng)),
+    "bias": ("artifact", lambda x, ref, rng: degrade.bias_field(x, 1.0)),
+}
+
+
+@pytest.fixture(scope="module")
+def head(head_template):
+    data = np.asarray(head_template.dataobj, np.float32)
+    zooms = tuple(float(z) for z in head_template.header.get_zooms()[:3])
+    ref = float(np.percentile(data[data > 0.1 * data.max()], 75))
+    return data, zooms, ref
+
+
+@pytest.fixture(scope="module")
+def head_clean(head, calibration):
+    data, zooms, _ = head
+    return score(measure_image(data, zooms, skip_faces=((2, 0),)), "T1w", calibration)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(DEGRADATIONS))
+def test_visible_degradation_of_a_real_head_raises_its_component_and_the_total(
+        name, head, head_clean, calibration) -> None:
+    data, zooms, ref = head
+    part, make = DEGRADATIONS[name]
+    degraded = make(data, ref, np.random.default_rng(0))
+    result = score(measure_image(degraded, zooms, skip_faces=((2, 0),)), "T1w", calibration)
+    before, after = getattr(head_clean, part), getattr(result, part)
+    assert 1.0 <= result.iqs <= 5.0 and 1.0 <= after <= 5.0
+    assert after >= before + 0.5, f"{name}: iqs_{part} {before:.2f} -> {after:.2f}"
+    assert result.iqs >= head_clean.iqs + 0.5, f"{name}: iqs {head_clean.iqs:.2f} -> {result.iqs:.2f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["noise", "blur", "bias"])
+def test_degradations_of_a_skull_stripped_t1_raise_the_score(name, mni_t1, calibration) -> None:
+    data = np.asarray(mni_t1.dataobj, np.float32)
+    ref = float(np.percentile(data[data > 0.1 * data.max()], 75))
+    clean = score(measure_image(data), "T1w", calibration)
+    part, make = DEGRADATIONS[name]
+    result = score(measure_image(make(data, ref, np.random.default_rng(1))), "T1w", calibration)
+    assert getattr(result, part) >= getattr(clean, part) + 0.5
+    assert result.iqs >= clean.iqs + 0.5 and 1.0 <= result.iqs <= 5.0
+
+
+def test_clean_real_images_score_in_range(head_clean) -> None:
+    assert 1.0 <= head_clean.iqs <= 5.0 and not head_clean.corrupted and not head_clean.fov_suboptimal
