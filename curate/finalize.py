@@ -156,3 +156,13 @@ def finalize(records: Sequence[ImageRecord], config: CurateConfig, output: Path)
         except ConfigError as exc:  # checked before the build; a file changed since must not lose it
             log.warning("IQS ratings ignored: %s", exc)
     return apply_iqs(records, config.iqs, ratings)
+
+
+def as_stages_left_it(record: ImageRecord) -> ImageRecord:
+    """``record`` without what :func:`finalize` adds, to compare a stored row with a rebuilt one.
+
+    Finalize recomputes these fields from stage columns on every build, so a
+    stored row that differs from a rebuilt one only here needs no new work.
+    """
+    return clear_iqs_exclusion(record).replace(iqs=None, iqs_group=None, iqs_source=None,
+                                               processed_at=None)

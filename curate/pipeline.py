@@ -26,7 +26,7 @@ from manifests.schema import ImageRecord, SourceKind
 
 from curate import dicom
 from curate.config import CurateConfig, dump_config
-from curate.finalize import finalize
+from curate.finalize import as_stages_left_it, finalize
 from curate.discover import SourceError, bids_roots, detect_kind, walk_bids, walk_plain
 from curate.index import NiftiTask, index_nifti_batch, plan_nifti_tasks
 from curate.io import write_text
@@ -176,7 +176,7 @@ def _plan(result: IndexResult, previous: dict[str, ImageRecord], stages: Sequenc
         unchanged = old is not None and (old.file_size_bytes, old.source_mtime_ns) == (
             fresh.file_size_bytes, fresh.source_mtime_ns)
         record = restore(fresh, old if unchanged else None, stages, fps)
-        if unchanged and old is not None and record == old.replace(processed_at=record.processed_at):
+        if unchanged and old is not None and as_stages_left_it(record) == as_stages_left_it(old):
             done.append(old)
             done.extend(children.get(fresh.image_id, []))
             continue
