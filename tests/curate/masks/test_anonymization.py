@@ -91,9 +91,12 @@ def test_storage_order_does_not_change_the_mask(analysed) -> None:
     assert agreement >= 0.95
 
 
-def test_brain_only_template_is_skull_stripped(mni_t1, mni_brain_mask) -> None:
+@pytest.mark.parametrize("contrast", ["T1", "T2-like"])
+def test_brain_only_template_is_skull_stripped(mni_t1, mni_brain_mask, contrast: str) -> None:
     data = np.asarray(mni_t1.dataobj, dtype=np.float32)
     brain = np.asarray(mni_brain_mask.dataobj) > 0
+    if contrast == "T2-like":  # bright CSF, dark white matter, background still 0
+        data = np.where(brain, 1.2 * data.max() - data, 0.0).astype(np.float32)
     anatomy = anatomy_mask(data, mni_t1.header.get_zooms())
     result = detect_anonymization(data, mni_t1.affine, anatomy, CFG)
     assert result.kind == "skull_stripped", result.evidence
