@@ -74,26 +74,40 @@ def test_intact_noise_free_head_flags_nothing(analysed) -> None:
     assert result.mask.sum() == 0
 
 
-def test_storage_order_does_not_change_the_mask(analysed) -> None:
-    """The same defaced head stored L-P-I (axes flipped, affine adjusted) gives the same mask."""
+def _restore(array: np.ndarray, order: str) -> np.ndarray:
+    return array[::-1, ::-1, ::-1] if order == "LPI" else array.transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("order", ["LPI", "ASR"])
+def test_storage_order_does_not_change_the_mask(analysed, order: str) -> None:
+    """The same defaced head stored flipped (LPI) or permuted (A-S-R) gives the same mask."""
     case, _, result = analysed("deface_template_noise")
-    flipped = case.image[::-1, ::-1, ::-1].copy()
-    flip = np.diag([-1.0, -1.0, -1.0, 1.0])
-    flip[:3, 3] = np.array(case.image.shape) - 1
-    affine = case.affine @ flip
-    assert nib.aff2axcodes(affine) == ("L", "P", "I")
+    if order == "LPI":
+        stored = case.image[::-1, ::-1, ::-1].copy()
+        change = np.diag([-1.0, -1.0, -1.0, 1.0])
+        change[:3, 3] = np.array(case.image.shape) - 1
+    else:
+        stored = np.ascontiguousarray(case.image.transpose(1, 2, 0))
+        change = np.zeros((4, 4))
+        change[[0, 1, 2, 3], [2, 0, 1, 3]] = 1.0
+    affine = case.affine @ change
+    assert nib.aff2axcodes(affine) == tuple(order)
     zooms = tuple(np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-    anatomy = anatomy_mask(flipped, zooms)
-    again = detect_anonymization(flipped, affine, anatomy, CFG)
+    anatomy = anatomy_mask(stored, zooms)
+    again = detect_anonymization(stored, affine, anatomy, CFG)
     assert again.kind == "defaced"
-    back = again.mask[::-1, ::-1, ::-1].astype(bool)
+    back = _restore(again.mask, order).astype(bool)
+    assert back.shape == case.image.shape
     agreement = (back & result.mask.astype(bool)).sum() / max(int(result.mask.sum()), 1)
     assert agreement >= 0.95
 
 
-def test_brain_only_template_is_skull_stripped(mni_t1, mni_brain_mask) -> None:
+@pytest.mark.parametrize("contrast", ["T1", "T2-like"])
+def test_brain_only_template_is_skull_stripped(mni_t1, mni_brain_mask, contrast: str) -> None:
     data = np.asarray(mni_t1.dataobj, dtype=np.float32)
     brain = np.asarray(mni_brain_mask.dataobj) > 0
+    if contrast == "T2-like":  # bright CSF, dark white matter, background still 0
+        data = np.where(brain, 1.2 * data.max() - data, 0.0).astype(np.float32)
     anatomy = anatomy_mask(data, mni_t1.header.get_zooms())
     result = detect_anonymization(data, mni_t1.affine, anatomy, CFG)
     assert result.kind == "skull_stripped", result.evidence
