@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ import pyarrow as pa
 
 from manifests import io as mio
 from qc.report import PageOptions, prepare, render_html, select
+from qc.report.aggregate import READ_COLUMNS
 from qc.thumbnails import ThumbnailStyle
 
 from curate.config import ConfigError, CurateConfig, load_config
@@ -50,8 +52,8 @@ class ReportResult:
     seconds: float = 0.0
 
 
-def load_manifest(output: Path) -> pa.Table:
-    """The manifest of the build in ``output``.
+def load_manifest(output: Path, columns: Iterable[str] | None = None) -> pa.Table:
+    """The manifest of the build in ``output`` (only ``columns`` when given).
 
     Raises
     ------
@@ -64,7 +66,7 @@ def load_manifest(output: Path) -> pa.Table:
     if not mio.list_parts(manifest_dir):
         raise ReportError(f"no manifest in {output} (no {manifest_dir}/part-*.parquet; "
                           "run `curate build` or `curate index` first)")
-    return mio.read_table(manifest_dir)
+    return mio.read_table(manifest_dir, columns=columns)
 
 
 def output_config(output: Path) -> CurateConfig:
@@ -116,8 +118,12 @@ def draw_thumbnail(task: tuple[str, str, str, str | None, str | None, ThumbnailS
 
 
 def ensure_thumbnails(output: Path, rows: pd.DataFrame, style: ThumbnailStyle,
-                      source: Path | None = None, workers: int = 1) -> tuple[set[str], int, dict[str, str]]:
-    """Make sure the thumbnails of ``rows`` exist, drawing missing ones (in parallel when many).
+                      source: Path | None = None, workers: int = 1,
+                      parallel_from: int = PARALLEL_FROM) -> tuple[set[str], int, dict[str, str]]:
+    """Make sure the thumbnails of ``rows`` exist, drawing missing ones.
+
+    With ``workers > 1`` and at least ``parallel_from`` to draw, they are drawn
+    by that many processes with Dask's multiprocessing scheduler.
 
     Returns the ids that have a thumbnail, how many were drawn now, and why the others have none.
     """
@@ -135,7 +141,7 @@ def ensure_thumbnails(output: Path, rows: pd.DataFrame, style: ThumbnailStyle,
             continue
         tasks.append((image_id, str(output), str(path), _text(row.get("anon_mask_path")),
                       _text(row.get("anatomy_mask_path")), style))
-    if workers > 1 and len(tasks) >= PARALLEL_FROM:
+    if workers > 1 and len(tasks) >= parallel_from:
         bag = db.from_sequence(tasks, npartitions=min(len(tasks), 4 * workers)).map(draw_thumbnail)
         results = bag.compute(scheduler="processes", num_workers=workers)
     else:
@@ -160,7 +166,7 @@ def make_report(output: Path, worst: int | None = None, best: int | None = None,
     """
     started = time.perf_counter()
     output = Path(output)
-    table = load_manifest(output)
+    table = load_manifest(output, READ_COLUMNS)
     config = config or output_config(output)
     settings = config.report
     data = prepare(table)

@@ -79,27 +79,29 @@ def dwi_series(frame: pd.DataFrame, limit: int) -> list[pd.DataFrame]:
     derived = frame[frame["derived_from"].notna()]
     if derived.empty or limit <= 0:
         return []
-    parents = frame.set_index("image_id", drop=False)
+    chosen = sorted(derived["derived_from"].unique())[:limit]
+    derived = derived[derived["derived_from"].isin(chosen)]
+    parents = frame[frame["image_id"].isin(chosen)]
+    rank = {m: i for i, m in enumerate(DWI_ORDER)}
     groups = []
-    for source_id in sorted(derived["derived_from"].unique())[:limit]:
-        members = derived[derived["derived_from"] == source_id]
-        if source_id in parents.index:
-            members = pd.concat([parents.loc[[source_id]], members], ignore_index=True)
-        rank = members["modality"].map(
-            lambda m: DWI_ORDER.index(m) if m in DWI_ORDER else len(DWI_ORDER))
-        groups.append(members.assign(_rank=rank).sort_values(["_rank", "image_id"])
+    for source_id in chosen:
+        members = pd.concat([parents[parents["image_id"] == source_id],
+                             derived[derived["derived_from"] == source_id]], ignore_index=True)
+        order = members["modality"].map(lambda m: rank.get(m, len(DWI_ORDER)))
+        groups.append(members.assign(_rank=order).sort_values(["_rank", "image_id"])
                       .drop(columns="_rank").reset_index(drop=True))
     return groups
 
 
 def sample_per_modality(frame: pd.DataFrame, per_modality: int, seed: int) -> pd.DataFrame:
     """A seeded random sample of up to ``per_modality`` source images per modality."""
-    sources = frame[frame["derived_from"].isna()]
-    if sources.empty or per_modality <= 0:
-        return sources.head(0)
-    shuffled = sources.sample(frac=1.0, random_state=seed)
-    picked = shuffled.groupby("modality", sort=True).head(per_modality)
-    return picked.sort_values(["modality", "dataset", "source_path"], kind="stable")
+    modality = frame.loc[frame["derived_from"].isna(), "modality"]
+    if modality.empty or per_modality <= 0:
+        return frame.head(0)
+    # Shuffle one column, not the whole frame: this runs on 100k-row manifests.
+    shuffled = modality.sample(frac=1.0, random_state=seed)
+    picked = shuffled.groupby(shuffled, sort=True).head(per_modality).index
+    return frame.loc[picked].sort_values(["modality", "dataset", "source_path"], kind="stable")
 
 
 def select(frame: pd.DataFrame, worst_n: int, best_n: int, per_modality: int,

@@ -18,8 +18,9 @@ from PIL import Image
 from curate import pipeline
 from curate.cli import main
 from curate.config import CurateConfig
-from curate.report import ReportError, load_manifest, make_report
-from curate.stages.thumbnails import thumbnail_path
+from curate.report import ReportError, ensure_thumbnails, load_manifest, make_report
+from curate.stages.thumbnails import thumbnail_path, thumbnail_style
+from qc.report import prepare
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -90,6 +91,20 @@ def test_report_draws_missing_thumbnails_from_source(built: tuple[Path, Path]) -
     drawn = make_report(out, source=src)
     assert drawn.rendered == len(good) and not drawn.missing
     assert all(thumbnail_path(out, i).is_file() for i in good)
+
+
+@pytest.mark.slow
+def test_missing_thumbnails_are_drawn_in_parallel_processes(built: tuple[Path, Path]) -> None:
+    src, out = built
+    frame = prepare(load_manifest(out)).frame
+    for image_id in frame["image_id"]:
+        thumbnail_path(out, image_id).unlink(missing_ok=True)
+    available, drawn, problems = ensure_thumbnails(out, frame, thumbnail_style(CurateConfig().report),
+                                                   source=src, workers=2, parallel_from=1)
+    good = set(frame.loc[frame["included"], "image_id"])
+    assert available == good and drawn == 2
+    assert set(problems) == set(frame["image_id"]) - good  # the corrupt file: a reason, no crash
+    assert "EOFError" in next(iter(problems.values()))
 
 
 def test_report_and_status_need_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
