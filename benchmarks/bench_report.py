@@ -18,7 +18,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from collections import Counter, defaultdict

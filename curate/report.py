@@ -21,8 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from manifests import io as mio
-from qc.report import PageOptions, prepare, render_html, select
-from qc.report.aggregate import READ_COLUMNS
+from qc.report.aggregate import READ_COLUMNS, prepare
 from qc.thumbnails import ThumbnailStyle
 
 from curate.config import ConfigError, CurateConfig, load_config
@@ -164,6 +163,10 @@ def make_report(output: Path, worst: int | None = None, best: int | None = None,
     ReportError
         If ``output`` holds no manifest.
     """
+    # Imported here: matplotlib is only needed for the page, not for `curate status`.
+    from qc.report.gallery import select
+    from qc.report.page import PageOptions, render_html
+
     started = time.perf_counter()
     output = Path(output)
     table = load_manifest(output, READ_COLUMNS)

@@ -9,6 +9,9 @@ follow the masks convention of the manifest:
 * ``anon_mask == 1`` (changed by anonymization) is tinted red;
 * ``anatomy_mask == 1`` (subject tissue) is outlined in green.
 
+Which images get a thumbnail at all is :func:`showable`: the rule the build
+stage and the report's gallery share.
+
 Examples
 --------
 >>> import numpy as np
@@ -20,12 +23,15 @@ True
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from nibabel.orientations import apply_orientation, io_orientation
 from PIL import Image
 from scipy import ndimage
+
+from manifests.schema import ExclusionReason, Modality
 
 #: Overlay colours (RGB).
 ANON_RGB = np.array([230, 40, 40], dtype=np.float32)
@@ -199,12 +205,33 @@ def mosaic_png(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...] | 
     return png_bytes(mosaic_rgb(data, affine, zooms, anon_mask, anatomy_mask, style))
 
 
+#: Exclusion reasons after which an image's voxels were still read and are worth showing.
+SHOWABLE_ALONE = frozenset({ExclusionReason.IQS.value})
+
+
+def showable(included: bool, modality: str | None, reasons: Sequence[str]) -> bool:
+    """Whether an image gets a thumbnail: included, a DWI series, or excluded only for its IQS.
+
+    Examples
+    --------
+    >>> showable(False, "T1w", ("iqs",)), showable(False, "T1w", ("unreadable",))
+    (True, False)
+    >>> showable(False, "DWI", ("modality",))
+    True
+    """
+    if included:
+        return True
+    if modality == Modality.DWI.value and tuple(reasons) == (ExclusionReason.MODALITY.value,):
+        return True
+    return bool(reasons) and set(reasons) <= SHOWABLE_ALONE
+
+
 def thumbnail_name(image_id: str) -> str:
     """File name of an image's thumbnail inside ``OUTPUT/reports/thumbs/``."""
     return f"{image_id}.png"
 
 
 __all__ = [
-    "ORIENTATIONS", "ThumbnailStyle", "mid_slices", "mosaic_png", "mosaic_rgb", "png_bytes",
-    "thumbnail_name", "to_ras", "window", "window_limits",
+    "ORIENTATIONS", "SHOWABLE_ALONE", "ThumbnailStyle", "mid_slices", "mosaic_png", "mosaic_rgb", "png_bytes",
+    "showable", "thumbnail_name", "to_ras", "window", "window_limits",
 ]

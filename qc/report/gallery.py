@@ -10,38 +10,19 @@ thumbnails.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from manifests.schema import ExclusionReason, Modality
+from qc.thumbnails import SHOWABLE_ALONE, showable
 
-#: Exclusion reasons after which an image's voxels were still read and are worth showing.
-SHOWABLE_ALONE = frozenset({ExclusionReason.IQS.value})
 #: Column order of a DWI series row: the series, then its maps.
 DWI_ORDER = ("DWI", "T2w", "FA", "MD")
 
 
-def showable(included: bool, modality: str | None, reasons: Sequence[str]) -> bool:
-    """Whether an image gets a thumbnail: included, a DWI series, or excluded only for its IQS.
-
-    Examples
-    --------
-    >>> showable(False, "T1w", ("iqs",)), showable(False, "T1w", ("unreadable",))
-    (True, False)
-    >>> showable(False, "DWI", ("modality",))
-    True
-    """
-    if included:
-        return True
-    if modality == Modality.DWI.value and tuple(reasons) == (ExclusionReason.MODALITY.value,):
-        return True
-    return bool(reasons) and set(reasons) <= SHOWABLE_ALONE
-
-
 def showable_mask(frame: pd.DataFrame) -> pd.Series:
-    """:func:`showable` for every row of a :func:`~qc.report.aggregate.prepare` frame, vectorised."""
+    """:func:`qc.thumbnails.showable` for every row of a :func:`~qc.report.aggregate.prepare` frame, vectorised."""
     reasons = frame["reasons"].fillna("")
     # Few distinct reason combinations exist: decide each once, then look up.
     verdict = {r: bool(r) and set(r.split(", ")) <= SHOWABLE_ALONE for r in reasons.unique()}
@@ -173,5 +154,5 @@ def gallery_html(gallery: Gallery, available: set[str], thumbs_dir: str = "thumb
     )
 
 
-__all__ = ["DWI_ORDER", "Gallery", "gallery_html", "thumb_figure", "dwi_series", "sample_per_modality", "select", "showable",
-           "showable_mask"]
+__all__ = ["DWI_ORDER", "Gallery", "dwi_series", "gallery_html", "sample_per_modality", "select",
+           "showable", "showable_mask", "thumb_figure"]

@@ -20,7 +20,7 @@ from curate.cli import main
 from curate.config import CurateConfig
 from curate.report import ReportError, ensure_thumbnails, load_manifest, make_report
 from curate.stages.thumbnails import thumbnail_path, thumbnail_style
-from qc.report import prepare
+from qc.report.aggregate import prepare
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,8 +9,10 @@ from html.parser import HTMLParser
 import pyarrow as pa
 
 from manifests.schema import ImageRecord, records_to_table
-from qc.report import PageOptions, prepare, render_html, render_report, select
-from qc.report.gallery import showable, showable_mask
+from qc.report.aggregate import prepare
+from qc.report.gallery import select, showable_mask
+from qc.report.page import PageOptions, render_html, render_report
+from qc.thumbnails import showable
 from qc.report.synthetic import synthetic_table
 
 
