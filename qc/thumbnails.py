@@ -157,7 +157,7 @@ def mosaic_rgb(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...] | 
     Raises
     ------
     ValueError
-        If a mask is not on the image's grid.
+        If the image has an empty axis or a mask is not on the image's grid.
     """
     style = style or ThumbnailStyle()
     volume = np.asarray(data)
@@ -165,6 +165,8 @@ def mosaic_rgb(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...] | 
         volume = volume[..., None]
     while volume.ndim > 3:
         volume = volume[..., 0]
+    if volume.ndim != 3 or min(volume.shape) == 0:
+        raise ValueError(f"cannot draw an image of shape {tuple(np.shape(data))}")
     anon = _check_mask(anon_mask, volume.shape, "anon mask")
     anatomy = _check_mask(anatomy_mask, volume.shape, "anatomy mask")
     zooms = zooms if zooms is not None else tuple(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))

@@ -76,6 +76,11 @@ def test_mask_on_another_grid_is_rejected() -> None:
         mosaic_rgb(_ramp((10, 10, 10)), np.eye(4), anon_mask=np.ones((9, 10, 10)))
 
 
+def test_empty_axis_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="cannot draw an image of shape"):
+        mosaic_rgb(np.zeros((0, 10, 10)), np.eye(4))
+
+
 def test_series_shows_its_first_volume_and_2d_images_work() -> None:
     series = np.stack([_ramp((12, 12, 12)), np.zeros((12, 12, 12), np.float32)], axis=-1)
     assert mosaic_png(series, np.eye(4), panel_px=24) == mosaic_png(series[..., 0], np.eye(4), panel_px=24)
