@@ -110,9 +110,9 @@ def draw_thumbnail(task: tuple[str, str, str, str | None, str | None, ThumbnailS
         masks = {"anon_mask": read_mask(out, anon_rel, shape),
                  "anatomy_mask": read_mask(out, anatomy_rel, shape)}
         png = render_thumbnail(image.data, image.affine, image.zooms, masks, style)
-    except (UnreadableImage, ValueError) as exc:
+        write_bytes(thumbnail_path(out, image_id), png)
+    except (UnreadableImage, ValueError, OSError) as exc:
         return image_id, f"{type(exc).__name__}: {exc}"
-    write_bytes(thumbnail_path(out, image_id), png)
     return image_id, None
 
 
@@ -161,7 +161,7 @@ def make_report(output: Path, worst: int | None = None, best: int | None = None,
     Raises
     ------
     ReportError
-        If ``output`` holds no manifest.
+        If ``output`` holds no manifest or the page cannot be written.
     """
     # Imported here: matplotlib is only needed for the page, not for `curate status`.
     from qc.report.gallery import select
@@ -187,7 +187,10 @@ def make_report(output: Path, worst: int | None = None, best: int | None = None,
         thumbs_dir=Path(THUMBS_DIR).name,
     )
     page = output / REPORT_PAGE
-    write_text(page, render_html(data, gallery, available, options))
+    try:
+        write_text(page, render_html(data, gallery, available, options))
+    except OSError as exc:
+        raise ReportError(f"cannot write {page}: {exc.strerror or exc}") from exc
     return ReportResult(path=page, n_images=table.num_rows, shown=len(shown), rendered=rendered,
                         missing=missing, seconds=time.perf_counter() - started)
 

@@ -53,10 +53,16 @@ class ThumbnailStyle:
 def to_ras(volume: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...]) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Flip and permute the first three axes of ``volume`` to RAS+ order.
 
-    Returns the reoriented volume and the voxel spacing along its new axes.
+    Returns the reoriented volume and the voxel spacing along its new axes.  An
+    affine that gives no orientation (non-finite, or a zero column) leaves the
+    voxel order as it is.
     """
-    ornt = io_orientation(np.asarray(affine, dtype=float))
-    spacing = [abs(float(z)) if z else 1.0 for z in (tuple(zooms) + (1.0, 1.0, 1.0))[:3]]
+    matrix = np.asarray(affine, dtype=float)
+    ornt = io_orientation(matrix) if np.isfinite(matrix).all() else np.full((3, 2), np.nan)
+    if np.isnan(ornt).any():  # a broken affine: show the voxel axes as they are
+        ornt = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    spacing = [abs(float(z)) if np.isfinite(z) and z != 0 else 1.0
+               for z in (tuple(zooms) + (1.0, 1.0, 1.0))[:3]]
     turned = apply_orientation(volume, ornt)
     new_spacing = [1.0, 1.0, 1.0]
     for source_axis, (target_axis, _flip) in enumerate(ornt):
@@ -169,7 +175,8 @@ def mosaic_rgb(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...] | 
         raise ValueError(f"cannot draw an image of shape {tuple(np.shape(data))}")
     anon = _check_mask(anon_mask, volume.shape, "anon mask")
     anatomy = _check_mask(anatomy_mask, volume.shape, "anatomy mask")
-    zooms = zooms if zooms is not None else tuple(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+    if zooms is None:
+        zooms = tuple(np.linalg.norm(np.nan_to_num(np.asarray(affine, dtype=float))[:3, :3], axis=0))
     limits = window_limits(volume, style.low_percentile, style.high_percentile)
     ras, spacing = to_ras(volume, affine, zooms)
     masks = [None if m is None else to_ras(np.asarray(m, dtype=np.float32), affine, zooms)[0]
