@@ -36,7 +36,7 @@ PARALLEL_FROM = 16
 
 
 class ReportError(Exception):
-    """OUTPUT cannot be reported on (no manifest); ``str(exc)`` says why in one line."""
+    """OUTPUT cannot be reported on (no manifest, page not writable); ``str(exc)`` says why in one line."""
 
 
 @dataclass(slots=True)
