@@ -55,6 +55,23 @@ def _by_iqs(frame: pd.DataFrame, n: int, worst: bool) -> pd.DataFrame:
     return ordered.head(max(n, 0))
 
 
+def split_counts(n_scored: int, worst_n: int, best_n: int) -> tuple[int, int]:
+    """How many worst and best to show when fewer than ``worst_n + best_n`` images are scored.
+
+    The scored images are shared in proportion, so both sections show some.
+
+    Examples
+    --------
+    >>> split_counts(100, 12, 12), split_counts(7, 12, 12), split_counts(1, 12, 12)
+    ((12, 12), (4, 3), (1, 0))
+    """
+    worst_n, best_n = max(worst_n, 0), max(best_n, 0)
+    if n_scored >= worst_n + best_n or worst_n + best_n == 0:
+        return worst_n, best_n
+    worst = min(worst_n, max(1 if worst_n else 0, round(n_scored * worst_n / (worst_n + best_n) + 1e-9)))
+    return worst, min(best_n, n_scored - worst)
+
+
 def dwi_series(frame: pd.DataFrame, limit: int) -> list[pd.DataFrame]:
     """Per DWI series, the series row (when present) and its derived rows in :data:`DWI_ORDER`."""
     derived = frame[frame["derived_from"].notna()]
@@ -89,6 +106,8 @@ def select(frame: pd.DataFrame, worst_n: int, best_n: int, per_modality: int,
            max_dwi_series: int, seed: int = 0) -> Gallery:
     """Choose the gallery's images among the showable rows of ``frame``."""
     shown = frame[showable_mask(frame)] if len(frame) else frame
+    worst_n, best_n = split_counts(int(shown["iqs"].notna().sum()) if len(shown) else 0,
+                                   worst_n, best_n)
     worst = _by_iqs(shown, worst_n, worst=True)
     rest = shown[~shown["image_id"].isin(worst["image_id"])]
     best = _by_iqs(rest, best_n, worst=False)
@@ -135,7 +154,8 @@ def gallery_html(gallery: Gallery, available: set[str], thumbs_dir: str = "thumb
             else f'<p class="note">{empty}</p>'
         return f'<div id="{ident}"><h3>{title}</h3>{inner}</div>'
 
-    no_iqs = "No image has an IQS yet."
+    scored = len(gallery.worst) + len(gallery.best)
+    no_iqs = "No image has an IQS yet." if not scored else "No other image has an IQS."
     series = "".join(f'<div class="series">{_tiles(group, available, thumbs_dir)}</div>'
                      for group in gallery.dwi)
     samples = gallery.samples if gallery.samples is not None else gallery.worst.head(0)
@@ -155,4 +175,4 @@ def gallery_html(gallery: Gallery, available: set[str], thumbs_dir: str = "thumb
 
 
 __all__ = ["DWI_ORDER", "Gallery", "dwi_series", "gallery_html", "sample_per_modality", "select",
-           "showable", "showable_mask", "thumb_figure"]
+           "showable", "showable_mask", "split_counts", "thumb_figure"]
