@@ -95,9 +95,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from qc.report.aggregate import READ_COLUMNS
+
     from curate.report import REPORT_PAGE, load_manifest, output_config
 
-    table = load_manifest(args.output)
+    table = load_manifest(args.output, READ_COLUMNS)
     page = args.output / REPORT_PAGE
     note = f"report: {page}" if page.is_file() else f"no report yet: run `curate report {args.output}`"
     summary.render_table(table, Console(), title=args.output.name,

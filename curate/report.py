@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from manifests import io as mio
-from qc.report import PageOptions, prepare, render_html, select
+from qc.report.aggregate import READ_COLUMNS, prepare
 from qc.thumbnails import ThumbnailStyle
 
 from curate.config import ConfigError, CurateConfig, load_config
@@ -35,7 +36,7 @@ PARALLEL_FROM = 16
 
 
 class ReportError(Exception):
-    """OUTPUT cannot be reported on (no manifest); ``str(exc)`` says why in one line."""
+    """OUTPUT cannot be reported on (no manifest, page not writable); ``str(exc)`` says why in one line."""
 
 
 @dataclass(slots=True)
@@ -50,8 +51,8 @@ class ReportResult:
     seconds: float = 0.0
 
 
-def load_manifest(output: Path) -> pa.Table:
-    """The manifest of the build in ``output``.
+def load_manifest(output: Path, columns: Iterable[str] | None = None) -> pa.Table:
+    """The manifest of the build in ``output`` (only ``columns`` when given).
 
     Raises
     ------
@@ -64,7 +65,7 @@ def load_manifest(output: Path) -> pa.Table:
     if not mio.list_parts(manifest_dir):
         raise ReportError(f"no manifest in {output} (no {manifest_dir}/part-*.parquet; "
                           "run `curate build` or `curate index` first)")
-    return mio.read_table(manifest_dir)
+    return mio.read_table(manifest_dir, columns=columns)
 
 
 def output_config(output: Path) -> CurateConfig:
@@ -109,15 +110,19 @@ def draw_thumbnail(task: tuple[str, str, str, str | None, str | None, ThumbnailS
         masks = {"anon_mask": read_mask(out, anon_rel, shape),
                  "anatomy_mask": read_mask(out, anatomy_rel, shape)}
         png = render_thumbnail(image.data, image.affine, image.zooms, masks, style)
-    except (UnreadableImage, ValueError) as exc:
+        write_bytes(thumbnail_path(out, image_id), png)
+    except (UnreadableImage, ValueError, OSError) as exc:
         return image_id, f"{type(exc).__name__}: {exc}"
-    write_bytes(thumbnail_path(out, image_id), png)
     return image_id, None
 
 
 def ensure_thumbnails(output: Path, rows: pd.DataFrame, style: ThumbnailStyle,
-                      source: Path | None = None, workers: int = 1) -> tuple[set[str], int, dict[str, str]]:
-    """Make sure the thumbnails of ``rows`` exist, drawing missing ones (in parallel when many).
+                      source: Path | None = None, workers: int = 1,
+                      parallel_from: int = PARALLEL_FROM) -> tuple[set[str], int, dict[str, str]]:
+    """Make sure the thumbnails of ``rows`` exist, drawing missing ones.
+
+    With ``workers > 1`` and at least ``parallel_from`` to draw, they are drawn
+    by that many processes with Dask's multiprocessing scheduler.
 
     Returns the ids that have a thumbnail, how many were drawn now, and why the others have none.
     """
@@ -135,7 +140,7 @@ def ensure_thumbnails(output: Path, rows: pd.DataFrame, style: ThumbnailStyle,
             continue
         tasks.append((image_id, str(output), str(path), _text(row.get("anon_mask_path")),
                       _text(row.get("anatomy_mask_path")), style))
-    if workers > 1 and len(tasks) >= PARALLEL_FROM:
+    if workers > 1 and len(tasks) >= parallel_from:
         bag = db.from_sequence(tasks, npartitions=min(len(tasks), 4 * workers)).map(draw_thumbnail)
         results = bag.compute(scheduler="processes", num_workers=workers)
     else:
@@ -156,11 +161,15 @@ def make_report(output: Path, worst: int | None = None, best: int | None = None,
     Raises
     ------
     ReportError
-        If ``output`` holds no manifest.
+        If ``output`` holds no manifest or the page cannot be written.
     """
+    # Imported here: matplotlib is only needed for the page, not for `curate status`.
+    from qc.report.gallery import select
+    from qc.report.page import PageOptions, render_html
+
     started = time.perf_counter()
     output = Path(output)
-    table = load_manifest(output)
+    table = load_manifest(output, READ_COLUMNS)
     config = config or output_config(output)
     settings = config.report
     data = prepare(table)
@@ -178,7 +187,10 @@ def make_report(output: Path, worst: int | None = None, best: int | None = None,
         thumbs_dir=Path(THUMBS_DIR).name,
     )
     page = output / REPORT_PAGE
-    write_text(page, render_html(data, gallery, available, options))
+    try:
+        write_text(page, render_html(data, gallery, available, options))
+    except OSError as exc:
+        raise ReportError(f"cannot write {page}: {exc.strerror or exc}") from exc
     return ReportResult(path=page, n_images=table.num_rows, shown=len(shown), rendered=rendered,
                         missing=missing, seconds=time.perf_counter() - started)
 

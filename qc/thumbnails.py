@@ -9,6 +9,9 @@ follow the masks convention of the manifest:
 * ``anon_mask == 1`` (changed by anonymization) is tinted red;
 * ``anatomy_mask == 1`` (subject tissue) is outlined in green.
 
+Which images get a thumbnail at all is :func:`showable`: the rule the build
+stage and the report's gallery share.
+
 Examples
 --------
 >>> import numpy as np
@@ -20,12 +23,15 @@ True
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from nibabel.orientations import apply_orientation, io_orientation
 from PIL import Image
 from scipy import ndimage
+
+from manifests.schema import ExclusionReason, Modality
 
 #: Overlay colours (RGB).
 ANON_RGB = np.array([230, 40, 40], dtype=np.float32)
@@ -47,10 +53,16 @@ class ThumbnailStyle:
 def to_ras(volume: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...]) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Flip and permute the first three axes of ``volume`` to RAS+ order.
 
-    Returns the reoriented volume and the voxel spacing along its new axes.
+    Returns the reoriented volume and the voxel spacing along its new axes.  An
+    affine that gives no orientation (non-finite, or a zero column) leaves the
+    voxel order as it is.
     """
-    ornt = io_orientation(np.asarray(affine, dtype=float))
-    spacing = [abs(float(z)) if z else 1.0 for z in (tuple(zooms) + (1.0, 1.0, 1.0))[:3]]
+    matrix = np.asarray(affine, dtype=float)
+    ornt = io_orientation(matrix) if np.isfinite(matrix).all() else np.full((3, 2), np.nan)
+    if np.isnan(ornt).any():  # a broken affine: show the voxel axes as they are
+        ornt = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    spacing = [abs(float(z)) if np.isfinite(z) and z != 0 else 1.0
+               for z in (tuple(zooms) + (1.0, 1.0, 1.0))[:3]]
     turned = apply_orientation(volume, ornt)
     new_spacing = [1.0, 1.0, 1.0]
     for source_axis, (target_axis, _flip) in enumerate(ornt):
@@ -151,7 +163,7 @@ def mosaic_rgb(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...] | 
     Raises
     ------
     ValueError
-        If a mask is not on the image's grid.
+        If the image has an empty axis or a mask is not on the image's grid.
     """
     style = style or ThumbnailStyle()
     volume = np.asarray(data)
@@ -159,9 +171,12 @@ def mosaic_rgb(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...] | 
         volume = volume[..., None]
     while volume.ndim > 3:
         volume = volume[..., 0]
+    if volume.ndim != 3 or min(volume.shape) == 0:
+        raise ValueError(f"cannot draw an image of shape {tuple(np.shape(data))}")
     anon = _check_mask(anon_mask, volume.shape, "anon mask")
     anatomy = _check_mask(anatomy_mask, volume.shape, "anatomy mask")
-    zooms = zooms if zooms is not None else tuple(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+    if zooms is None:
+        zooms = tuple(np.linalg.norm(np.nan_to_num(np.asarray(affine, dtype=float))[:3, :3], axis=0))
     limits = window_limits(volume, style.low_percentile, style.high_percentile)
     ras, spacing = to_ras(volume, affine, zooms)
     masks = [None if m is None else to_ras(np.asarray(m, dtype=np.float32), affine, zooms)[0]
@@ -199,12 +214,33 @@ def mosaic_png(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...] | 
     return png_bytes(mosaic_rgb(data, affine, zooms, anon_mask, anatomy_mask, style))
 
 
+#: Exclusion reasons after which an image's voxels were still read and are worth showing.
+SHOWABLE_ALONE = frozenset({ExclusionReason.IQS.value})
+
+
+def showable(included: bool, modality: str | None, reasons: Sequence[str]) -> bool:
+    """Whether an image gets a thumbnail: included, a DWI series, or excluded only for its IQS.
+
+    Examples
+    --------
+    >>> showable(False, "T1w", ("iqs",)), showable(False, "T1w", ("unreadable",))
+    (True, False)
+    >>> showable(False, "DWI", ("modality",))
+    True
+    """
+    if included:
+        return True
+    if modality == Modality.DWI.value and tuple(reasons) == (ExclusionReason.MODALITY.value,):
+        return True
+    return bool(reasons) and set(reasons) <= SHOWABLE_ALONE
+
+
 def thumbnail_name(image_id: str) -> str:
     """File name of an image's thumbnail inside ``OUTPUT/reports/thumbs/``."""
     return f"{image_id}.png"
 
 
 __all__ = [
-    "ORIENTATIONS", "ThumbnailStyle", "mid_slices", "mosaic_png", "mosaic_rgb", "png_bytes",
-    "thumbnail_name", "to_ras", "window", "window_limits",
+    "ORIENTATIONS", "SHOWABLE_ALONE", "ThumbnailStyle", "mid_slices", "mosaic_png", "mosaic_rgb", "png_bytes",
+    "showable", "thumbnail_name", "to_ras", "window", "window_limits",
 ]

@@ -18,8 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from manifests.schema import ImageRecord
-from qc.report.gallery import showable
-from qc.thumbnails import ThumbnailStyle, mosaic_png, thumbnail_name
+from qc.thumbnails import ThumbnailStyle, mosaic_png, showable, thumbnail_name
 
 from curate.config import CurateConfig, ReportConfig
 from curate.io import UnreadableImage, read_image, write_bytes

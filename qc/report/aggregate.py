@@ -27,6 +27,8 @@ COLUMNS = (
     "field_strength_t", "iqs", "anon_mask_path", "anatomy_mask_path", "converted_path",
     "derived_path",
 )
+#: Every manifest column the report and the terminal summary read.
+READ_COLUMNS = (*COLUMNS, "exclusion_reasons")
 #: Coverage marks on the cumulative-images curve (OpenMind Fig. 4).
 COVERAGE_MARKS = (0.5, 0.75, 0.9)
 _SEX_NAMES = {"m": "M", "male": "M", "f": "F", "female": "F", "o": "other", "other": "other"}
@@ -202,7 +204,7 @@ def iqs_summary(frame: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
 
 
 __all__ = [
-    "COLUMNS", "COVERAGE_MARKS", "ReportData", "card", "coverage", "dataset_cumulative",
+    "COLUMNS", "COVERAGE_MARKS", "READ_COLUMNS", "ReportData", "card", "coverage", "dataset_cumulative",
     "exclusion_table", "excluded_rows", "iqs_by_modality", "iqs_summary", "metadata", "modality_counts",
     "prepare",
 ]

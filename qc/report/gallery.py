@@ -10,38 +10,19 @@ thumbnails.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from manifests.schema import ExclusionReason, Modality
+from qc.thumbnails import SHOWABLE_ALONE, showable
 
-#: Exclusion reasons after which an image's voxels were still read and are worth showing.
-SHOWABLE_ALONE = frozenset({ExclusionReason.IQS.value})
 #: Column order of a DWI series row: the series, then its maps.
 DWI_ORDER = ("DWI", "T2w", "FA", "MD")
 
 
-def showable(included: bool, modality: str | None, reasons: Sequence[str]) -> bool:
-    """Whether an image gets a thumbnail: included, a DWI series, or excluded only for its IQS.
-
-    Examples
-    --------
-    >>> showable(False, "T1w", ("iqs",)), showable(False, "T1w", ("unreadable",))
-    (True, False)
-    >>> showable(False, "DWI", ("modality",))
-    True
-    """
-    if included:
-        return True
-    if modality == Modality.DWI.value and tuple(reasons) == (ExclusionReason.MODALITY.value,):
-        return True
-    return bool(reasons) and set(reasons) <= SHOWABLE_ALONE
-
-
 def showable_mask(frame: pd.DataFrame) -> pd.Series:
-    """:func:`showable` for every row of a :func:`~qc.report.aggregate.prepare` frame, vectorised."""
+    """:func:`qc.thumbnails.showable` for every row of a :func:`~qc.report.aggregate.prepare` frame, vectorised."""
     reasons = frame["reasons"].fillna("")
     # Few distinct reason combinations exist: decide each once, then look up.
     verdict = {r: bool(r) and set(r.split(", ")) <= SHOWABLE_ALONE for r in reasons.unique()}
@@ -74,38 +55,59 @@ def _by_iqs(frame: pd.DataFrame, n: int, worst: bool) -> pd.DataFrame:
     return ordered.head(max(n, 0))
 
 
+def split_counts(n_scored: int, worst_n: int, best_n: int) -> tuple[int, int]:
+    """How many worst and best to show when fewer than ``worst_n + best_n`` images are scored.
+
+    The scored images are shared in proportion, so both sections show some.
+
+    Examples
+    --------
+    >>> split_counts(100, 12, 12), split_counts(7, 12, 12), split_counts(1, 12, 12)
+    ((12, 12), (4, 3), (1, 0))
+    """
+    worst_n, best_n = max(worst_n, 0), max(best_n, 0)
+    if n_scored >= worst_n + best_n or worst_n + best_n == 0:
+        return worst_n, best_n
+    worst = min(worst_n, max(1 if worst_n else 0, round(n_scored * worst_n / (worst_n + best_n) + 1e-9)))
+    return worst, min(best_n, n_scored - worst)
+
+
 def dwi_series(frame: pd.DataFrame, limit: int) -> list[pd.DataFrame]:
     """Per DWI series, the series row (when present) and its derived rows in :data:`DWI_ORDER`."""
     derived = frame[frame["derived_from"].notna()]
     if derived.empty or limit <= 0:
         return []
-    parents = frame.set_index("image_id", drop=False)
+    chosen = sorted(derived["derived_from"].unique())[:limit]
+    derived = derived[derived["derived_from"].isin(chosen)]
+    parents = frame[frame["image_id"].isin(chosen)]
+    rank = {m: i for i, m in enumerate(DWI_ORDER)}
     groups = []
-    for source_id in sorted(derived["derived_from"].unique())[:limit]:
-        members = derived[derived["derived_from"] == source_id]
-        if source_id in parents.index:
-            members = pd.concat([parents.loc[[source_id]], members], ignore_index=True)
-        rank = members["modality"].map(
-            lambda m: DWI_ORDER.index(m) if m in DWI_ORDER else len(DWI_ORDER))
-        groups.append(members.assign(_rank=rank).sort_values(["_rank", "image_id"])
+    for source_id in chosen:
+        members = pd.concat([parents[parents["image_id"] == source_id],
+                             derived[derived["derived_from"] == source_id]], ignore_index=True)
+        order = members["modality"].map(lambda m: rank.get(m, len(DWI_ORDER)))
+        groups.append(members.assign(_rank=order).sort_values(["_rank", "image_id"])
                       .drop(columns="_rank").reset_index(drop=True))
     return groups
 
 
 def sample_per_modality(frame: pd.DataFrame, per_modality: int, seed: int) -> pd.DataFrame:
     """A seeded random sample of up to ``per_modality`` source images per modality."""
-    sources = frame[frame["derived_from"].isna()]
-    if sources.empty or per_modality <= 0:
-        return sources.head(0)
-    shuffled = sources.sample(frac=1.0, random_state=seed)
-    picked = shuffled.groupby("modality", sort=True).head(per_modality)
-    return picked.sort_values(["modality", "dataset", "source_path"], kind="stable")
+    modality = frame.loc[frame["derived_from"].isna(), "modality"]
+    if modality.empty or per_modality <= 0:
+        return frame.head(0)
+    # Shuffle one column, not the whole frame: this runs on 100k-row manifests.
+    shuffled = modality.sample(frac=1.0, random_state=seed)
+    picked = shuffled.groupby(shuffled, sort=True).head(per_modality).index
+    return frame.loc[picked].sort_values(["modality", "dataset", "source_path"], kind="stable")
 
 
 def select(frame: pd.DataFrame, worst_n: int, best_n: int, per_modality: int,
            max_dwi_series: int, seed: int = 0) -> Gallery:
     """Choose the gallery's images among the showable rows of ``frame``."""
     shown = frame[showable_mask(frame)] if len(frame) else frame
+    worst_n, best_n = split_counts(int(shown["iqs"].notna().sum()) if len(shown) else 0,
+                                   worst_n, best_n)
     worst = _by_iqs(shown, worst_n, worst=True)
     rest = shown[~shown["image_id"].isin(worst["image_id"])]
     best = _by_iqs(rest, best_n, worst=False)
@@ -152,7 +154,8 @@ def gallery_html(gallery: Gallery, available: set[str], thumbs_dir: str = "thumb
             else f'<p class="note">{empty}</p>'
         return f'<div id="{ident}"><h3>{title}</h3>{inner}</div>'
 
-    no_iqs = "No image has an IQS yet."
+    scored = len(gallery.worst) + len(gallery.best)
+    no_iqs = "No image has an IQS yet." if not scored else "No other image has an IQS."
     series = "".join(f'<div class="series">{_tiles(group, available, thumbs_dir)}</div>'
                      for group in gallery.dwi)
     samples = gallery.samples if gallery.samples is not None else gallery.worst.head(0)
@@ -171,5 +174,5 @@ def gallery_html(gallery: Gallery, available: set[str], thumbs_dir: str = "thumb
     )
 
 
-__all__ = ["DWI_ORDER", "Gallery", "gallery_html", "thumb_figure", "dwi_series", "sample_per_modality", "select", "showable",
-           "showable_mask"]
+__all__ = ["DWI_ORDER", "Gallery", "dwi_series", "gallery_html", "sample_per_modality", "select",
+           "showable", "showable_mask", "split_counts", "thumb_figure"]

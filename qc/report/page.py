@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from qc.report import sections
-from qc.report.aggregate import ReportData
+from qc.report.aggregate import ReportData, prepare
 from qc.report.assets import CSS, ERROR_TRAP_JS, REPORT_JS
-from qc.report.gallery import Gallery, gallery_html
+from qc.report.gallery import Gallery, gallery_html, select
 
 _NAV = (("card", "Card"), ("modalities", "Modalities"), ("datasets", "Datasets"),
         ("metadata", "Metadata"), ("exclusions", "Exclusions"), ("iqs", "IQS"),
@@ -69,4 +71,21 @@ def render_html(data: ReportData, gallery: Gallery, available: set[str],
     )
 
 
-__all__ = ["PageOptions", "render_html"]
+def render_report(table: pa.Table, available: set[str], options: PageOptions | None = None,
+                  worst_n: int = 12, best_n: int = 12, per_modality: int = 4,
+                  max_dwi_series: int = 8, seed: int = 0) -> str:
+    """Prepare ``table``, choose the gallery and render the page in one call.
+
+    Examples
+    --------
+    >>> from qc.report.synthetic import synthetic_table
+    >>> page = render_report(synthetic_table(200, n_datasets=5, dwi_series=2), available=set())
+    >>> page.startswith("<!DOCTYPE html>") and 'id="card-table"' in page
+    True
+    """
+    data = prepare(table)
+    gallery = select(data.frame, worst_n, best_n, per_modality, max_dwi_series, seed)
+    return render_html(data, gallery, available, options)
+
+
+__all__ = ["PageOptions", "render_html", "render_report"]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -18,8 +24,11 @@ from PIL import Image
 from curate import pipeline
 from curate.cli import main
 from curate.config import CurateConfig
-from curate.report import ReportError, load_manifest, make_report
-from curate.stages.thumbnails import thumbnail_path
+from curate.report import ReportError, ensure_thumbnails, load_manifest, make_report
+from curate.stages.thumbnails import thumbnail_path, thumbnail_style
+from qc.report.aggregate import prepare
+from qc.report.page import PageOptions, render_report
+from qc.report.synthetic import synthetic_table
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -66,8 +75,9 @@ def test_build_draws_thumbnails_once_and_the_report_counts_the_build(built: tupl
     assert all(p.is_file() for p in thumbs.values())
     assert not any(thumbnail_path(out, i).exists() for i, r in ids.items() if not r["included"])
     stamps = {i: p.stat().st_mtime_ns for i, p in thumbs.items()}
-    again = pipeline.build(src, out, CurateConfig(), pipeline.RunOptions(workers=1))
-    assert again.reused >= len(good) and {i: p.stat().st_mtime_ns for i, p in thumbs.items()} == stamps
+    pipeline.build(src, out, CurateConfig(), pipeline.RunOptions(workers=1))
+    # The stage's fingerprint is unchanged, so the rebuild leaves the pictures alone.
+    assert {i: p.stat().st_mtime_ns for i, p in thumbs.items()} == stamps
 
     result = make_report(out)
     page = result.path.read_text()
@@ -90,6 +100,20 @@ def test_report_draws_missing_thumbnails_from_source(built: tuple[Path, Path]) -
     drawn = make_report(out, source=src)
     assert drawn.rendered == len(good) and not drawn.missing
     assert all(thumbnail_path(out, i).is_file() for i in good)
+
+
+@pytest.mark.slow
+def test_missing_thumbnails_are_drawn_in_parallel_processes(built: tuple[Path, Path]) -> None:
+    src, out = built
+    frame = prepare(load_manifest(out)).frame
+    for image_id in frame["image_id"]:
+        thumbnail_path(out, image_id).unlink(missing_ok=True)
+    available, drawn, problems = ensure_thumbnails(out, frame, thumbnail_style(CurateConfig().report),
+                                                   source=src, workers=2, parallel_from=1)
+    good = set(frame.loc[frame["included"], "image_id"])
+    assert available == good and drawn == 2
+    assert set(problems) == set(frame["image_id"]) - good  # the corrupt file: a reason, no crash
+    assert "EOFError" in next(iter(problems.values()))
 
 
 def test_report_and_status_need_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,3 +179,131 @@ def test_report_in_headless_chromium(built: tuple[Path, Path], tmp_path: Path) -
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     pixels = np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("L"), dtype=float)
     assert pixels.shape == (2000, 1280) and pixels.std() > 10
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over tornado's websocket (a dask dependency)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws, self.n, self.events = ws, 0, []
+
+    async def _next(self) -> dict:
+        message = await asyncio.wait_for(self.ws.read_message(), 30)
+        assert message is not None, "browser closed the DevTools connection"
+        return json.loads(message)
+
+    async def call(self, method: str, **params: Any) -> dict:
+        self.n += 1
+        await self.ws.write_message(json.dumps({"id": self.n, "method": method, "params": params}))
+        while (message := await self._next()).get("id") != self.n:
+            self.events.append(message)
+        assert "error" not in message, message
+        return message["result"]
+
+    async def open(self, url: str) -> None:
+        self.events.clear()
+        await self.call("Page.navigate", url=url)
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+            self.events.append(await self._next())
+
+    async def js(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in result, result
+        return result["result"].get("value")
+
+    def problems(self) -> list[dict]:
+        """Console messages, uncaught exceptions and error log entries seen so far."""
+        kinds = ("Runtime.consoleAPICalled", "Runtime.exceptionThrown")
+        return [e for e in self.events if e.get("method") in kinds
+                or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
+
+
+@contextmanager
+def _devtools_browser(profile: Path) -> Iterator[str]:
+    """Headless Chromium with remote debugging on a free local port; yields the page's websocket URL."""
+    proc = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                             "--remote-debugging-port=0", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, HOME=str(profile)))
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            assert time.monotonic() < deadline and proc.poll() is None, "chromium did not start"
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as answer:
+            pages = [t for t in json.load(answer) if t["type"] == "page"]
+        yield pages[0]["webSocketDebuggerUrl"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def _interact(ws_url: str, table_page: str, gallery_page: str) -> dict[str, Any]:
+    from tornado.websocket import websocket_connect
+
+    tools = DevTools(await websocket_connect(ws_url))
+    for domain in ("Page", "Runtime", "Log"):
+        await tools.call(f"{domain}.enable")
+    seen: dict[str, Any] = {}
+    await tools.open(table_page)
+    status = "document.getElementById('excluded-status').dataset.matching"
+    first_file = "document.querySelector('#excluded-table tbody tr td:nth-child(2)').textContent"
+    seen["total"] = await tools.js(status)
+    await tools.js("(f => { f.value = 'unreadable'; f.dispatchEvent(new Event('change')); })"
+                   "(document.getElementById('excluded-reason'))")
+    seen["unreadable"] = await tools.js(status)
+    await tools.js("(f => { f.value = ''; f.dispatchEvent(new Event('change')); })"
+                   "(document.getElementById('excluded-reason'))")
+    await tools.js("(f => { f.value = 'ds00001'; f.dispatchEvent(new Event('input')); })"
+                   "(document.getElementById('excluded-filter'))")
+    seen["filtered"] = await tools.js(status)
+    seen["filtered_datasets"] = await tools.js(
+        "[...document.querySelectorAll('#excluded-table tbody tr td:first-child')]"
+        ".map(td => td.textContent)")
+    await tools.js("document.querySelectorAll('#excluded-table th')[1].click()")
+    await tools.js("document.querySelectorAll('#excluded-table th')[1].click()")
+    seen["sort"] = await tools.js("document.querySelectorAll('#excluded-table th')[1].getAttribute('aria-sort')")
+    seen["first_desc"] = await tools.js(first_file)
+    seen["files"] = await tools.js("[...document.querySelectorAll('#excluded-table tbody tr td:nth-child(2)')]"
+                                   ".map(td => td.textContent)")
+    seen["table_problems"] = tools.problems()
+    await tools.open(gallery_page)
+    await tools.js("document.querySelector('img.thumb').click()")
+    seen["lightbox_open"] = await tools.js("document.getElementById('lightbox').className")
+    seen["thumbs_loaded"] = await tools.js("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    await tools.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
+    seen["lightbox_closed"] = await tools.js("document.getElementById('lightbox').className")
+    seen["gallery_problems"] = tools.problems()
+    tools.ws.close()
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="headless browser test needs Debian's `chromium` "
+                    "package (apt-get install chromium); not installed here")
+def test_excluded_table_and_lightbox_respond_to_a_user(built: tuple[Path, Path], tmp_path: Path) -> None:
+    src, out = built
+    gallery_page = make_report(out, source=src).path.resolve().as_uri()
+    table = synthetic_table(600, seed=11, n_datasets=6, dwi_series=0)
+    data = prepare(table)
+    table_page = tmp_path / "index.html"
+    table_page.write_text(render_report(table, available=set(), options=PageOptions(max_table_rows=10_000)))
+    with _devtools_browser(tmp_path / "profile") as ws_url:
+        seen = asyncio.run(_interact(ws_url, table_page.as_uri(), gallery_page))
+    excluded = data.frame[~data.frame["included"]]
+    assert seen["total"] == str(len(excluded))
+    assert seen["unreadable"] == str(int(data.reason_counts["unreadable"]))
+    assert seen["filtered"] == str(int((excluded["dataset"] == "ds00001").sum()))
+    assert set(seen["filtered_datasets"]) == {"ds00001"}
+    assert seen["sort"] == "descending"
+    assert seen["files"] == sorted(seen["files"], key=_natural, reverse=True)
+    assert seen["table_problems"] == [] and seen["gallery_problems"] == []
+    assert seen["lightbox_open"] == "open" and seen["lightbox_closed"] == ""
+    assert seen["thumbs_loaded"] is True
+
+
+def _natural(text: str) -> list[Any]:
+    """Sort key that orders digit runs by value, like the page's ``localeCompare(numeric)``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]

@@ -9,8 +9,10 @@ from html.parser import HTMLParser
 import pyarrow as pa
 
 from manifests.schema import ImageRecord, records_to_table
-from qc.report import PageOptions, prepare, render_html, render_report, select
-from qc.report.gallery import showable, showable_mask
+from qc.report.aggregate import prepare
+from qc.report.gallery import select, showable_mask
+from qc.report.page import PageOptions, render_html, render_report
+from qc.thumbnails import showable
 from qc.report.synthetic import synthetic_table
 
 
@@ -45,6 +47,14 @@ def test_worst_and_best_follow_iqs_and_do_not_overlap() -> None:
     assert worst == sorted(shown["iqs"], reverse=True)[:5]
     assert best == sorted(shown["iqs"])[:5]
     assert not set(gallery.worst["image_id"]) & set(gallery.best["image_id"])
+
+
+def test_few_scored_images_are_shared_between_worst_and_best() -> None:
+    frame = prepare(synthetic_table(3000, seed=1, n_datasets=30)).frame
+    scored = frame[showable_mask(frame) & frame["iqs"].notna()].head(7)
+    gallery = select(scored, worst_n=12, best_n=12, per_modality=0, max_dwi_series=0)
+    assert (len(gallery.worst), len(gallery.best)) == (4, 3)
+    assert gallery.worst["iqs"].min() >= gallery.best["iqs"].max()
 
 
 def test_showable_vectorised_agrees_with_the_rule_per_row() -> None:

@@ -76,6 +76,20 @@ def test_mask_on_another_grid_is_rejected() -> None:
         mosaic_rgb(_ramp((10, 10, 10)), np.eye(4), anon_mask=np.ones((9, 10, 10)))
 
 
+def test_broken_affine_shows_voxel_order() -> None:
+    volume = _ramp((10, 12, 8))
+    as_voxels = mosaic_rgb(volume, np.eye(4), (1.0, 1.0, 1.0))
+    assert np.array_equal(mosaic_rgb(volume, np.zeros((4, 4)), (1.0, 1.0, 1.0)), as_voxels)
+    nan_affine = np.eye(4)
+    nan_affine[0, 0] = np.nan
+    assert np.array_equal(mosaic_rgb(volume, nan_affine, (np.nan, 1.0, 0.0)), as_voxels)
+
+
+def test_empty_axis_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="cannot draw an image of shape"):
+        mosaic_rgb(np.zeros((0, 10, 10)), np.eye(4))
+
+
 def test_series_shows_its_first_volume_and_2d_images_work() -> None:
     series = np.stack([_ramp((12, 12, 12)), np.zeros((12, 12, 12), np.float32)], axis=-1)
     assert mosaic_png(series, np.eye(4), panel_px=24) == mosaic_png(series[..., 0], np.eye(4), panel_px=24)
