@@ -83,7 +83,8 @@ def make_bids(root: Path) -> Path:
         {"RepetitionTime": 2.3, "EchoTime": 0.00298, "ManufacturersModelName": "Prisma"}))
     _save(head, anat("02") / "sub-02_T1w.nii.gz")
     head_data = np.asarray(head.dataobj)
-    defaced = np.where(np.asarray(face.dataobj) > 0, 0, head_data).astype(head_data.dtype)
+    # pydeface's facemask is 1 on the tissue it keeps and 0 on the face it removes.
+    defaced = np.where(np.asarray(face.dataobj) == 0, 0, head_data).astype(head_data.dtype)
     _save(nib.Nifti1Image(defaced, head.affine), anat("02") / "sub-02_acq-defaced_T1w.nii.gz")
     noisy = _rician(data, 60.0, seed=3).astype(np.int16)
     _save(nib.Nifti1Image(noisy, mni.affine), anat("03") / "sub-03_FLAIR.nii.gz")

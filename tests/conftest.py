@@ -49,7 +49,7 @@ def head_template() -> nib.Nifti1Image:
 
 @pytest.fixture(scope="session")
 def face_mask() -> nib.Nifti1Image:
-    """pydeface's face mask, on the grid of :func:`head_template`."""
+    """pydeface's face mask on the grid of :func:`head_template`: 1 = kept, 0 = face removed."""
     img = nib.load(_pydeface_file("facemask.nii.gz"))
     return nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.uint8), img.affine)
 
