@@ -225,6 +225,8 @@ def _client(options: RunOptions, n_tasks: int) -> Iterator[Any]:
     elif options.n_workers <= 1 or n_tasks <= 1:
         yield None
     else:
+        # Worker processes read their log level from the environment at start-up.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         with LocalCluster(n_workers=min(options.n_workers, n_tasks), threads_per_worker=1,
                           processes=True, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
