@@ -18,6 +18,7 @@ import numpy as np
 
 from curate.config import DwiConfig
 from curate.dwi import bias, denoise, gibbs, gradients, mask, motion, tensor
+from curate.dwi.threads import one_blas_thread
 
 
 #: Registration of volumes smaller than this along any axis is unreliable (tested on
@@ -121,7 +122,16 @@ def _optional(step: str, run: Callable[[], Any], fallback: Any, result: DwiResul
 
 def derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bvals: np.ndarray,
            bvecs: np.ndarray, cfg: DwiConfig, slice_axis: int = 2) -> DwiResult:
-    """Run the derivation chain on one series (see the module docstring)."""
+    """Run the derivation chain on one series (see the module docstring).
+
+    BLAS is limited to one thread meanwhile (see :mod:`curate.dwi.threads`).
+    """
+    with one_blas_thread():
+        return _derive(data, zooms, affine, bvals, bvecs, cfg, slice_axis)
+
+
+def _derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bvals: np.ndarray,
+            bvecs: np.ndarray, cfg: DwiConfig, slice_axis: int) -> DwiResult:
     clock = time.perf_counter()
     timings: dict[str, float] = {}
 
