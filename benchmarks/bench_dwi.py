@@ -78,13 +78,14 @@ def worker_chain(folder: Path, overrides: dict, threads: int) -> dict:
     del arrays["clean"]
     base_mb = _peak_mb()
     cfg = DwiConfig(threads=threads, **overrides)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = derive(arrays["data"], (2.0, 2.0, 2.0), arrays["affine"], arrays["bvals"],
                     arrays["bvecs"], cfg)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     tissue = (arrays["tissue"] > 0) & (result.brain_mask > 0)
     return {
-        "ok": result.ok, "wall_s": wall, "steps": result.timings_s, "peak_mb": _peak_mb(),
+        "ok": result.ok, "wall_s": wall, "cpu_s": cpu, "steps": result.timings_s,
+        "steps_cpu": result.cpu_s, "peak_mb": _peak_mb(), "load": os.getloadavg()[0],
         "input_peak_mb": base_mb, "warnings": result.warnings,
         "fa_err": float(np.median(np.abs(result.fa - arrays["fa"])[tissue])),
         "md_err": float(np.median((np.abs(result.md - arrays["md"]) / arrays["md"])[tissue])),
@@ -110,9 +111,10 @@ def worker_denoise(folder: Path, threads: int, with_dipy: bool) -> dict:
         runs["dipy mppca (baseline)"] = lambda: denoise.dipy_mppca(data, head, 2)
     outputs, rows = {}, {}
     for name, run in runs.items():
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         outputs[name] = run()
-        rows[name] = {"time_s": time.perf_counter() - start}
+        rows[name] = {"time_s": time.perf_counter() - start,
+                      "cpu_s": time.process_time() - start_cpu}
     noisy_rmse = float(np.sqrt(((data - clean)[brain] ** 2).mean()))
     reference = outputs.get("dipy mppca (baseline)")
     for name, out in outputs.items():
@@ -125,6 +127,12 @@ def worker_denoise(folder: Path, threads: int, with_dipy: bool) -> dict:
     return {"noisy_rmse": noisy_rmse, "rows": rows}
 
 
+def _timed(run) -> tuple[object, float, float]:
+    start, start_cpu = time.perf_counter(), time.process_time()
+    out = run()
+    return out, time.perf_counter() - start, time.process_time() - start_cpu
+
+
 def worker_gibbs(folder: Path, threads: int, n_volumes: int) -> dict:
     """Our Gibbs removal against dipy's on the first ``n_volumes`` volumes."""
     from curate.dwi.gibbs import dipy_gibbs, remove_gibbs
@@ -133,19 +141,18 @@ def worker_gibbs(folder: Path, threads: int, n_volumes: int) -> dict:
     arrays = _load(folder)
     data = arrays["data"][..., :n_volumes]
     head = head_mask(arrays["data"][..., arrays["bvals"] < 50].mean(axis=3))
-    timings = {}
-    start = time.perf_counter()
-    ref = dipy_gibbs(data)
-    timings["dipy gibbs_removal (1 process)"] = time.perf_counter() - start
-    start = time.perf_counter()
-    ours = remove_gibbs(data, threads=1)
-    timings["ours, 1 thread, every line"] = time.perf_counter() - start
-    start = time.perf_counter()
-    remove_gibbs(data, threads=threads)
-    timings[f"ours, {threads} threads, every line"] = time.perf_counter() - start
-    start = time.perf_counter()
-    remove_gibbs(data, threads=threads, mask=head)
-    timings[f"ours, {threads} threads, head lines only (default)"] = time.perf_counter() - start
+    runs = {
+        "dipy gibbs_removal (1 process)": lambda: dipy_gibbs(data),
+        "ours, 1 thread, every line": lambda: remove_gibbs(data, threads=1),
+        f"ours, {threads} threads, every line": lambda: remove_gibbs(data, threads=threads),
+        f"ours, {threads} threads, head lines only (default)":
+            lambda: remove_gibbs(data, threads=threads, mask=head),
+    }
+    timings, outputs = {}, {}
+    for name, run in runs.items():
+        outputs[name], wall, cpu = _timed(run)
+        timings[name] = (wall, cpu)
+    ref, ours = outputs["dipy gibbs_removal (1 process)"], outputs["ours, 1 thread, every line"]
     diff = np.abs(ours - ref)
     return {"timings": timings, "n_volumes": n_volumes, "p99_diff": float(np.percentile(diff, 99)),
             "max_diff": float(diff.max()), "mean_change": float(np.abs(ref - data).mean())}
@@ -164,28 +171,34 @@ def _spawn(args: list[str], threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _chain_table(results: dict[str, dict]) -> str:
+def _chain_table(results: dict[str, dict], threads: int) -> str:
     steps = ["denoise", "gibbs", "motion", "bias", "mask", "tensor"]
     lines = ["| setting | " + " | ".join(f"{s} s" for s in steps)
-             + " | total wall s | peak RSS MB | FA median abs err | MD median rel err |",
-             "|---" * (len(steps) + 5) + "|"]
+             + " | total wall s | total CPU s | CPU s / threads | peak RSS MB "
+               "| FA median abs err | MD median rel err |",
+             "|---" * (len(steps) + 7) + "|"]
     for name, r in results.items():
         if "error" in r:
             lines.append(f"| {name} | error: {r['error']} |")
             continue
-        cells = [f"{r['steps'].get(s, 0):.1f}" for s in steps]
+        cells = [f"{r['steps'].get(s, 0):.1f} ({r['steps_cpu'].get(s, 0):.1f})" for s in steps]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['wall_s']:.1f} | "
-                     f"{r['peak_mb']:.0f} | {r['fa_err']:.3f} | {100 * r['md_err']:.1f} % |")
+                     f"{r['cpu_s']:.1f} | {r['cpu_s'] / threads:.1f} | {r['peak_mb']:.0f} | "
+                     f"{r['fa_err']:.3f} | {100 * r['md_err']:.1f} % |")
+    loads = ", ".join(f"{r['load']:.1f}" for r in results.values() if "load" in r)
+    lines += ["", "Step cells: wall s (CPU s of all threads).  1-minute load average of the "
+              f"machine at the end of each run: {loads}."]
     return "\n".join(lines)
 
 
 def _denoise_table(res: dict) -> str:
     lines = [f"Noisy input RMSE against the noise-free signal (brain): {res['noisy_rmse']:.1f}", "",
-             "| denoiser | time s | RMSE vs truth | RMS diff from dipy / dipy's change |",
-             "|---|---|---|---|"]
+             "| denoiser | wall s | CPU s | RMSE vs truth | RMS diff from dipy / dipy's change |",
+             "|---|---|---|---|---|"]
     for name, row in res["rows"].items():
         diff = row.get("diff_vs_dipy")
-        lines.append(f"| {name} | {row['time_s']:.1f} | {row['rmse_vs_truth']:.2f} | "
+        lines.append(f"| {name} | {row['time_s']:.1f} | {row['cpu_s']:.1f} | "
+                     f"{row['rmse_vs_truth']:.2f} | "
                      f"{'-' if diff is None else f'{100 * diff:.1f} %'} |")
     return "\n".join(lines)
 
@@ -193,11 +206,11 @@ def _denoise_table(res: dict) -> str:
 def _gibbs_table(res: dict) -> str:
     lines = [f"On {res['n_volumes']} volumes (96 x 96 x 60 each); ours vs dipy: 99th percentile "
              f"|diff| {res['p99_diff']:.2g}, max {res['max_diff']:.2g}, dipy's mean change "
-             f"{res['mean_change']:.2f}", "", "| Gibbs removal | time s | per slice ms |",
-             "|---|---|---|"]
+             f"{res['mean_change']:.2f}", "",
+             "| Gibbs removal | wall s | CPU s | CPU ms per slice |", "|---|---|---|---|"]
     n_slices = res["n_volumes"] * 60
-    for name, t in res["timings"].items():
-        lines.append(f"| {name} | {t:.1f} | {1000 * t / n_slices:.1f} |")
+    for name, (wall, cpu) in res["timings"].items():
+        lines.append(f"| {name} | {wall:.1f} | {cpu:.1f} | {1000 * cpu / n_slices:.1f} |")
     return "\n".join(lines)
 
 
@@ -240,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                      args.threads)
     print(f"## DWI chain, {shape[0]} x {shape[1]} x {shape[2]} x 65, 2 mm, "
           f"{args.threads} threads\n")
-    print(_chain_table(chain) + "\n")
+    print(_chain_table(chain, args.threads) + "\n")
     print("## Denoising side by side\n")
     print((_denoise_table(den) if "error" not in den else f"error: {den['error']}") + "\n")
     print("## Gibbs removal side by side\n")

@@ -46,6 +46,7 @@ class DwiResult:
     motion_mean_mm: float | None = None
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,16 +132,19 @@ def derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bvals
 
 
 class _Clock:
-    """Seconds per step, in order."""
+    """Wall and CPU seconds (all threads of the process) per step, in order."""
 
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self.last = time.perf_counter()
+        self.last_cpu = time.process_time()
 
     def lap(self, name: str) -> None:
-        now = time.perf_counter()
+        now, now_cpu = time.perf_counter(), time.process_time()
         self.timings[name] = round(now - self.last, 3)
-        self.last = now
+        self.cpu[name] = round(now_cpu - self.last_cpu, 3)
+        self.last, self.last_cpu = now, now_cpu
 
 
 def _corrections(data: np.ndarray, check: gradients.GradientCheck, head: np.ndarray,
@@ -172,14 +176,15 @@ def _corrections(data: np.ndarray, check: gradients.GradientCheck, head: np.ndar
 
 def _derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bvals: np.ndarray,
             bvecs: np.ndarray, cfg: DwiConfig, slice_axis: int) -> DwiResult:
-    clock = _Clock({})
+    clock = _Clock()
     check, keep, notes = _check(np.asarray(data), np.asarray(bvals), np.asarray(bvecs), cfg)
     clock.lap("gradients")
     if not check.ok or keep is None:
         return DwiResult(False, check.reason, warnings=notes, timings_s=clock.timings)
     data = np.nan_to_num(np.asarray(data, np.float32)[..., keep], nan=0.0, posinf=0.0, neginf=0.0)
     result = DwiResult(True, shells=check.shells, warnings=notes + list(check.notes),
-                       timings_s=clock.timings, parameters=_parameters(cfg, slice_axis))
+                       timings_s=clock.timings, cpu_s=clock.cpu,
+                       parameters=_parameters(cfg, slice_axis))
     head = mask.head_mask(data[..., check.b0_mask].mean(axis=3))
     clock.lap("head_mask")
     data, bvecs_now, mean_b0 = _corrections(data, check, head, zooms, affine, cfg, slice_axis,
