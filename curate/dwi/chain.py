@@ -18,6 +18,7 @@ import numpy as np
 
 from curate.config import DwiConfig
 from curate.dwi import bias, denoise, gibbs, gradients, mask, motion, tensor
+from curate.dwi.threads import one_blas_thread
 
 
 #: Registration of volumes smaller than this along any axis is unreliable (tested on
@@ -45,6 +46,7 @@ class DwiResult:
     motion_mean_mm: float | None = None
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,38 +123,46 @@ def _optional(step: str, run: Callable[[], Any], fallback: Any, result: DwiResul
 
 def derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bvals: np.ndarray,
            bvecs: np.ndarray, cfg: DwiConfig, slice_axis: int = 2) -> DwiResult:
-    """Run the derivation chain on one series (see the module docstring)."""
-    clock = time.perf_counter()
-    timings: dict[str, float] = {}
+    """Run the derivation chain on one series (see the module docstring).
 
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
+    BLAS is limited to one thread meanwhile (see :mod:`curate.dwi.threads`).
+    """
+    with one_blas_thread():
+        return _derive(data, zooms, affine, bvals, bvecs, cfg, slice_axis)
 
-    check, keep, notes = _check(np.asarray(data), np.asarray(bvals), np.asarray(bvecs), cfg)
-    lap("gradients")
-    if not check.ok or keep is None:
-        return DwiResult(False, check.reason, warnings=notes, timings_s=timings)
-    data = np.nan_to_num(np.asarray(data, np.float32)[..., keep], nan=0.0, posinf=0.0, neginf=0.0)
-    result = DwiResult(True, shells=check.shells, warnings=notes + list(check.notes),
-                       timings_s=timings,
-                       parameters=_parameters(cfg, slice_axis))
-    head = mask.head_mask(data[..., check.b0_mask].mean(axis=3))
-    lap("head_mask")
+
+class _Clock:
+    """Wall and CPU seconds (all threads of the process) per step, in order."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.last = time.perf_counter()
+        self.last_cpu = time.process_time()
+
+    def lap(self, name: str) -> None:
+        now, now_cpu = time.perf_counter(), time.process_time()
+        self.timings[name] = round(now - self.last, 3)
+        self.cpu[name] = round(now_cpu - self.last_cpu, 3)
+        self.last, self.last_cpu = now, now_cpu
+
+
+def _corrections(data: np.ndarray, check: gradients.GradientCheck, head: np.ndarray,
+                 zooms: tuple[float, ...], affine: np.ndarray, cfg: DwiConfig, slice_axis: int,
+                 result: DwiResult, clock: _Clock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Denoise, unring, realign, unbias; return the series, its bvecs and its mean b0."""
     data = _optional("denoise", lambda: _denoise(data, check.bvals, head, cfg), data, result)
-    lap("denoise")
+    clock.lap("denoise")
     if cfg.gibbs:
         data = _optional("gibbs", lambda: gibbs.remove_gibbs(
             data, slice_axis, cfg.gibbs_n_points, cfg.threads, mask=head), data, result)
-    lap("gibbs")
-    bvecs_now = check.bvecs
+    clock.lap("gibbs")
+    bvecs = check.bvecs
     if cfg.motion != "none":
         flip_x = bool(np.linalg.det(affine[:3, :3]) > 0)
-        data, bvecs_now = _optional("motion", lambda: _motion(
-            data, check, zooms, head, flip_x, cfg, result), (data, bvecs_now), result)
-    lap("motion")
+        data, bvecs = _optional("motion", lambda: _motion(
+            data, check, zooms, head, flip_x, cfg, result), (data, bvecs), result)
+    clock.lap("motion")
     mean_b0 = data[..., check.b0_mask].mean(axis=3)
     if cfg.bias:
         field = _optional("bias", lambda: bias.n4_field(
@@ -160,17 +170,35 @@ def derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bvals
         if field is not None:
             data = bias.apply_field(data, field)
             mean_b0 = bias.apply_field(mean_b0, field)
-    lap("bias")
+    clock.lap("bias")
+    return data, bvecs, mean_b0
+
+
+def _derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bvals: np.ndarray,
+            bvecs: np.ndarray, cfg: DwiConfig, slice_axis: int) -> DwiResult:
+    clock = _Clock()
+    check, keep, notes = _check(np.asarray(data), np.asarray(bvals), np.asarray(bvecs), cfg)
+    clock.lap("gradients")
+    if not check.ok or keep is None:
+        return DwiResult(False, check.reason, warnings=notes, timings_s=clock.timings)
+    data = np.nan_to_num(np.asarray(data, np.float32)[..., keep], nan=0.0, posinf=0.0, neginf=0.0)
+    result = DwiResult(True, shells=check.shells, warnings=notes + list(check.notes),
+                       timings_s=clock.timings, cpu_s=clock.cpu,
+                       parameters=_parameters(cfg, slice_axis))
+    head = mask.head_mask(data[..., check.b0_mask].mean(axis=3))
+    clock.lap("head_mask")
+    data, bvecs_now, mean_b0 = _corrections(data, check, head, zooms, affine, cfg, slice_axis,
+                                            result, clock)
     brain = mask.brain_mask(mean_b0, cfg.mask_median_radius, cfg.mask_numpass,
                             cfg.mask_fill_holes)
-    lap("mask")
+    clock.lap("mask")
     if not brain.any():
-        return DwiResult(False, "brain mask of the mean b0 is empty", "empty", warnings=notes,
-                         timings_s=timings)
+        return DwiResult(False, "brain mask of the mean b0 is empty", "empty",
+                         warnings=result.warnings, timings_s=clock.timings)
     use = gradients.dti_volumes(check, cfg.dti_max_b, cfg.shell_tolerance)
     maps = tensor.fit_tensor(data[..., use], check.bvals[use], bvecs_now[use], brain,
                              cfg.dti_fit_method, cfg.b0_threshold)
-    lap("tensor")
+    clock.lap("tensor")
     result.fa, result.md, result.brain_mask = maps.fa, maps.md, brain
     result.t2w = np.where(brain > 0, np.clip(mean_b0, 0, None), 0).astype(np.float32)
     result.shells_used = tuple(check.shells[k] for k in

@@ -19,13 +19,13 @@ a grid with ``stride`` > 1 (every voxel still lies in several patches).  With
 
 from __future__ import annotations
 
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
+
+from curate.dwi.threads import one_blas_thread
 
 
 def mp_noise_variance(eigvals: np.ndarray, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,20 +111,6 @@ def _plane_work(data: np.ndarray, windows: np.ndarray, plan: list[tuple[int, np.
     return acc, weights
 
 
-def _one_blas_thread() -> Any:
-    """Limit BLAS/LAPACK to one thread while our own threads split the patches.
-
-    Small batched ``eigh``/``matmul`` calls gain nothing from BLAS threads,
-    and BLAS threads inside our worker threads oversubscribe the cores
-    (measured: 20x slower on 2 cores).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS keeps its own setting
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def mppca(data: np.ndarray, mask: np.ndarray | None = None, patch_radius: int = 2,
           stride: int = 2, threads: int = 1, batch: int = 1024) -> np.ndarray:
     """MP-PCA denoising of a 4D series, vectorised over patches.
@@ -170,7 +156,7 @@ def mppca(data: np.ndarray, mask: np.ndarray | None = None, patch_radius: int = 
     size = 2 * patch_radius + 1
     windows = sliding_window_view(data, (size, size, size), axis=(0, 1, 2))
     parts = [plan[i::max(1, threads)] for i in range(max(1, threads))]
-    with _one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         results = list(pool.map(
             lambda p: _plane_work(data, windows, p, patch_radius, tau_factor, batch), parts))
     acc = sum(r[0] for r in results)

@@ -157,5 +157,6 @@ def _sidecar(parent: ImageRecord, result: DwiResult) -> dict[str, Any]:
         "Shells": list(result.shells), "ShellsUsedForTensor": list(result.shells_used),
         "NaNVoxels": result.nan_voxels, "DegenerateVoxels": result.degenerate_voxels,
         "MotionMaxMm": result.motion_max_mm, "MotionMeanMm": result.motion_mean_mm,
-        "TimingsSeconds": result.timings_s, "Warnings": result.warnings,
+        "TimingsSeconds": result.timings_s, "CpuSeconds": result.cpu_s,
+        "Warnings": result.warnings,
     }
