@@ -100,7 +100,11 @@ class IqsStage:
     name: ClassVar[str] = "iqs"
     version: ClassVar[str] = "1"
     requires: ClassVar[tuple[str, ...]] = ("read", "dwi", "masks")
-    columns: ClassVar[tuple[str, ...]] = (*SCORE_COLUMNS, *MEASURE_COLUMNS, "qc_bad_slices")
+    # iqs_group is set by curate.finalize; listing it lets an unchanged row be recognised
+    # as done on a rerun (finalize recomputes it anyway).  The ``iqs`` reason is not
+    # carried on purpose: rows stay included through every stage (so later stages keep
+    # their outputs up to date) and finalize re-applies the threshold at the end.
+    columns: ClassVar[tuple[str, ...]] = (*SCORE_COLUMNS, *MEASURE_COLUMNS, "qc_bad_slices", "iqs_group")
     reasons: ClassVar[tuple[str, ...]] = ()
 
     def settings(self, config: CurateConfig) -> dict[str, Any]:
