@@ -83,7 +83,9 @@ def air_artifact_fraction(work: np.ndarray, air: np.ndarray, sigma: float, p: fl
 def _slices(data: np.ndarray, axis: int, count: int) -> np.ndarray:
     n = data.shape[axis]
     index = np.unique(np.linspace(n * 0.3, n * 0.7, count).astype(int).clip(0, n - 1))
-    return np.moveaxis(np.take(np.asarray(data, np.float32), index, axis=axis), axis, 0)
+    # plane by plane: NIfTI arrays come Fortran-ordered, and np.take on them walks the whole volume
+    moved = np.moveaxis(np.asarray(data), axis, 0)
+    return np.stack([np.asarray(moved[i], dtype=np.float32) for i in index])
 
 
 def spike_score(data: np.ndarray, count: int = 4, size: int = 5) -> float:
@@ -173,19 +175,20 @@ def border_truncation(head: np.ndarray, skip: tuple[tuple[int, int], ...] = (), 
 def bad_slices(data: np.ndarray) -> int:
     """Interior slices (any axis) that are constant or identical to the previous slice."""
     data = np.asarray(data)
+    if not np.isfinite(data).all():
+        data = np.where(np.isfinite(data), data, 0)
     count = 0
     for axis in range(3):
-        moved = np.moveaxis(data, axis, 0)
-        flat = moved.reshape(moved.shape[0], -1)
-        low, high = np.nanmin(flat, axis=1), np.nanmax(flat, axis=1)
+        others = tuple(a for a in range(3) if a != axis)
+        low, high = data.min(axis=others), data.max(axis=others)
         varying = np.flatnonzero(high > low)
         if varying.size < 2:
             continue
         first, last = int(varying[0]), int(varying[-1])
-        interior = slice(first, last + 1)
-        constant = ~(high[interior] > low[interior])
-        sums = flat[interior].sum(axis=1, dtype=np.float64)
+        constant = ~(high[first:last + 1] > low[first:last + 1])
+        sums = data.sum(axis=others, dtype=np.float64)[first:last + 1]
         candidates = np.flatnonzero((sums[1:] == sums[:-1]) & ~constant[1:]) + first + 1
-        duplicated = sum(bool(np.array_equal(flat[c], flat[c - 1])) for c in candidates)
+        duplicated = sum(bool(np.array_equal(np.take(data, c, axis), np.take(data, c - 1, axis)))
+                         for c in candidates)
         count += int(constant.sum()) + duplicated
     return count

@@ -115,3 +115,20 @@ def test_curate_build_rejects_a_bad_ratings_file(tmp_path: Path, capsys) -> None
     (tmp_path / "src").mkdir()
     assert main(["build", str(tmp_path / "src"), str(tmp_path / "out"), "-q", "--iqs-ratings", str(bad)]) == 2
     assert "outside [1, 5]" in capsys.readouterr().err
+
+
+def test_stage_reads_the_anatomy_mask_file_on_a_resumed_build(tmp_path: Path, head_template) -> None:
+    img = _small_head(head_template)
+    path = tmp_path / "head.nii.gz"
+    nib.save(img, path)
+    data = np.asarray(img.dataobj)
+    mask = (data > np.percentile(data, 80)).astype(np.uint8)
+    nib.save(nib.Nifti1Image(mask, img.affine), tmp_path / "anat_mask.nii.gz")
+    ctx = StageContext(tmp_path, tmp_path, CurateConfig())
+    in_memory = _item(path)
+    in_memory.extras["anatomy_mask"] = mask
+    from_file = _item(path)
+    from_file.record = from_file.record.replace(anatomy_mask_path="anat_mask.nii.gz")
+    a = IqsStage().run(in_memory, ctx)[0].record
+    b = IqsStage().run(from_file, ctx)[0].record
+    assert a.qc_cjv == b.qc_cjv and a.iqs == b.iqs

@@ -126,3 +126,15 @@ def test_degradations_of_a_skull_stripped_t1_raise_the_score(name, mni_t1, calib
 
 def test_clean_real_images_score_in_range(head_clean) -> None:
     assert 1.0 <= head_clean.iqs <= 5.0 and not head_clean.corrupted and not head_clean.fov_suboptimal
+
+
+def test_fit_knots_drops_levels_that_do_not_rise_and_flat_measures() -> None:
+    from qc.calibrate import fit_knots
+
+    def series(values):
+        return {"img": [{"m": v} for v in values]}
+
+    knots = fit_knots(series([1.0, 2.0, 2.05, 4.0, 8.0]), "m")
+    assert knots == {"x": [1.0, 2.0, 4.0, 8.0], "y": [1.0, 2.0, 4.0, 5.0]}
+    assert fit_knots(series([1.0, 1.05, 1.2, 1.3, 1.4]), "m") is None  # severest < 50 % above clean
+    assert fit_knots(series([math.nan] * 5), "m") is None
