@@ -33,7 +33,7 @@ def voxel_dtype(image_dtype: str = "float16") -> np.dtype:
 
 
 def write_array(path: Path, image: np.ndarray, masks: np.ndarray, meta: dict[str, Any], *,
-                image_dtype: str = "float16", codec: str = "LZ4HC", clevel: int = 5,
+                image_dtype: str = "float16", codec: str = "ZSTD", clevel: int = 1,
                 chunks: tuple[int, ...] = (64, 64, 64), blocks: tuple[int, ...] = (16, 16, 16)) -> int:
     """Write one array file atomically; returns its size in bytes.
 

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 import manifests
 
-from pretrain.augment import AugmentConfig, crop_and_flip, resample, sample_params, sample_points, source_window
+from pretrain.augment import AugmentConfig, crop_and_flip, region_masks, resample, sample_grid, sample_params, source_window
 from pretrain.data_io import ArrayFileError, ArrayHandle, open_array, sample_centre, split_masks
 
 log = logging.getLogger(__name__)
@@ -238,11 +238,8 @@ class CropDataset(IterableDataset):
     def _resampled(self, handle: ArrayHandle, centre: np.ndarray, matrix: np.ndarray) -> Sample:
         lo, hi = source_window(centre, matrix, self.patch, handle.shape)
         image, masks = handle.read(lo, hi)
-        anatomy, anon = split_masks(masks)
-        region = torch.from_numpy(np.stack([image, anatomy.astype(np.float32), anon.astype(np.float32)]))
-        out = resample(region, sample_points(centre, matrix, self.patch), lo, handle.shape, self.aug)
-        return {"image": out["image"], "anon_mask": out["anon_mask"],
-                "anatomy_mask": out["anatomy_mask"], "valid": out["valid"]}
+        grid = sample_grid(centre, matrix, self.patch, lo, image.shape)
+        return resample(torch.from_numpy(image), region_masks(masks), grid)
 
 
 class EpochLoader(DataLoader):
