@@ -1,0 +1,86 @@
+"""blosc2 ``.b2nd`` vs zarr for the pre-training arrays, side by side on the same data.
+
+Usage: ``python benchmarks/bench_array_format.py OUTPUT [--crops 15]`` where OUTPUT holds
+arrays from ``curate build`` (e.g. ``benchmarks/make_loader_output.py``).  For each
+array: write time, size, files per image and the median time of random 160^3 crop
+reads (image + masks, same crops for every format, interleaved).  Same codec for
+all (ZSTD level 1, byte shuffle, 64^3 chunks); prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import blosc2
+import numpy as np
+
+
+def _write_b2nd(root: Path, data: np.ndarray) -> object:
+    return blosc2.asarray(data, urlpath=str(root / "a.b2nd"), mode="w", chunks=(64, 64, 64),
+                          blocks=(16, 16, 16), cparams={"codec": blosc2.Codec.ZSTD, "clevel": 1,
+                                                        "filters": [blosc2.Filter.SHUFFLE], "nthreads": 1})
+
+
+def _write_zarr(root: Path, data: np.ndarray, sharded: bool) -> object:
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    group = zarr.open_group(str(root / ("s.zarr" if sharded else "z.zarr")), mode="w")
+    codec = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+    for name in ("image", "masks"):
+        arr = group.create_array(name, shape=data.shape, dtype=data[name].dtype, chunks=(64, 64, 64),
+                                 shards=tuple(-(-s // 64) * 64 for s in data.shape) if sharded else None,
+                                 compressors=[codec])
+        arr[...] = data[name]
+    return group
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--crops", type=int, default=15)
+    args = parser.parse_args()
+    blosc2.set_nthreads(1)
+    rows = {"blosc2 .b2nd (1 file)": [], "zarr v3, 64^3 chunk files": [], "zarr v3, sharded (1 file/array)": []}
+    sizes = {k: [] for k in rows}
+    writes = {k: [] for k in rows}
+    files = {}
+    for path in sorted((args.output / "arrays").rglob("*.b2nd")):
+        data = blosc2.open(str(path))[...]
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            stores = {}
+            for key, fn in zip(rows, (lambda: _write_b2nd(root, data), lambda: _write_zarr(root, data, False),
+                                      lambda: _write_zarr(root, data, True))):
+                start = time.perf_counter()
+                stores[key] = fn()
+                writes[key].append(time.perf_counter() - start)
+            for key, pattern in zip(rows, ("a.b2nd", "z.zarr", "s.zarr")):
+                found = [p for p in root.glob(pattern + "/**/*") if p.is_file()] or [root / pattern]
+                sizes[key].append(sum(p.stat().st_size for p in found))
+                files[key] = len(found)
+            rng = np.random.default_rng(0)
+            for _ in range(args.crops):
+                lo = [int(rng.integers(0, max(1, s - 160 + 1))) for s in data.shape]
+                window = tuple(slice(a, a + 160) for a in lo)
+                for key, store in stores.items():
+                    start = time.perf_counter()
+                    if key.startswith("blosc2"):
+                        store[window]
+                    else:
+                        store["image"][window], store["masks"][window]
+                    rows[key].append(time.perf_counter() - start)
+    print("| Format | crop read ms (median) | write s/image | MB/image | files/image |")
+    print("|---|---|---|---|---|")
+    for key in rows:
+        print(f"| {key} | {1000 * statistics.median(rows[key]):.1f} | {statistics.median(writes[key]):.2f} | "
+              f"{statistics.mean(sizes[key]) / 1e6:.1f} | {files[key]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
