@@ -2,8 +2,9 @@
 
 Usage: ``python benchmarks/bench_array_format.py OUTPUT [--crops 15]`` where OUTPUT holds
 arrays from ``curate build`` (e.g. ``benchmarks/make_loader_output.py``).  For each
-array: write time, size, files per image and the median time of random 160^3 crop
-reads (image + masks, same crops for every format, interleaved).  Same codec for
+array: write time, size, files per image (zarr counts its metadata files) and the
+median time of random 160^3 crop reads (image + masks as stored, same crops for every
+format, interleaved).  Same codec for
 all (ZSTD level 1, byte shuffle, 64^3 chunks); prints a markdown table.
 """
 
@@ -19,10 +20,23 @@ import blosc2
 import numpy as np
 
 
+CPARAMS = {"codec": blosc2.Codec.ZSTD, "clevel": 1, "filters": [blosc2.Filter.SHUFFLE], "nthreads": 1}
+
+
 def _write_b2nd(root: Path, data: np.ndarray) -> object:
+    """One structured-dtype array (image f2 + masks u1 per voxel) in one .b2nd file."""
     return blosc2.asarray(data, urlpath=str(root / "a.b2nd"), mode="w", chunks=(64, 64, 64),
-                          blocks=(16, 16, 16), cparams={"codec": blosc2.Codec.ZSTD, "clevel": 1,
-                                                        "filters": [blosc2.Filter.SHUFFLE], "nthreads": 1})
+                          blocks=(16, 16, 16), cparams=CPARAMS)
+
+
+def _write_b2z(root: Path, data: np.ndarray) -> object:
+    """Two arrays (image, masks) in one blosc2 DictStore .b2z file: our format."""
+    with blosc2.DictStore(str(root / "a.b2z"), mode="w") as store:
+        for name in ("image", "masks"):
+            store["/" + name] = blosc2.asarray(np.ascontiguousarray(data[name]), chunks=(64, 64, 64),
+                                               blocks=(16, 16, 16), cparams=CPARAMS)
+    store = blosc2.DictStore(str(root / "a.b2z"), mode="r")
+    return {"image": store["/image"], "masks": store["/masks"], "_store": store}
 
 
 def _write_zarr(root: Path, data: np.ndarray, sharded: bool) -> object:
@@ -45,21 +59,26 @@ def main() -> int:
     parser.add_argument("--crops", type=int, default=15)
     args = parser.parse_args()
     blosc2.set_nthreads(1)
-    rows = {"blosc2 .b2nd (1 file)": [], "zarr v3, 64^3 chunk files": [], "zarr v3, sharded (1 file/array)": []}
+    rows = {"blosc2 DictStore .b2z, 2 arrays (ours)": [], "blosc2 .b2nd, structured dtype": [],
+            "zarr v3, 64^3 chunk files": [], "zarr v3, sharded": []}
     sizes = {k: [] for k in rows}
     writes = {k: [] for k in rows}
     files = {}
-    for path in sorted((args.output / "arrays").rglob("*.b2nd")):
-        data = blosc2.open(str(path))[...]
+    for path in sorted((args.output / "arrays").rglob("*.b2z")):
+        src = blosc2.DictStore(str(path), mode="r")
+        image, masks = src["/image"][...], src["/masks"][...]
+        data = np.empty(image.shape, dtype=[("image", image.dtype), ("masks", masks.dtype)])
+        data["image"], data["masks"] = image, masks
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             stores = {}
-            for key, fn in zip(rows, (lambda: _write_b2nd(root, data), lambda: _write_zarr(root, data, False),
-                                      lambda: _write_zarr(root, data, True))):
+            writers = (lambda: _write_b2z(root, data), lambda: _write_b2nd(root, data),
+                       lambda: _write_zarr(root, data, False), lambda: _write_zarr(root, data, True))
+            for key, fn in zip(rows, writers):
                 start = time.perf_counter()
                 stores[key] = fn()
                 writes[key].append(time.perf_counter() - start)
-            for key, pattern in zip(rows, ("a.b2nd", "z.zarr", "s.zarr")):
+            for key, pattern in zip(rows, ("a.b2z", "a.b2nd", "z.zarr", "s.zarr")):
                 found = [p for p in root.glob(pattern + "/**/*") if p.is_file()] or [root / pattern]
                 sizes[key].append(sum(p.stat().st_size for p in found))
                 files[key] = len(found)
@@ -69,7 +88,7 @@ def main() -> int:
                 window = tuple(slice(a, a + 160) for a in lo)
                 for key, store in stores.items():
                     start = time.perf_counter()
-                    if key.startswith("blosc2"):
+                    if key.startswith("blosc2 .b2nd"):
                         store[window]
                     else:
                         store["image"][window], store["masks"][window]

@@ -46,9 +46,9 @@ def time_stage(source: Path) -> None:
         t0 = time.perf_counter()
         out = prepare(data, img.affine, None, anon)
         t1 = time.perf_counter()
-        write_array(Path("/tmp") / f"_timing_{path.stem}.b2nd", out.image, out.masks, {})
+        write_array(Path("/tmp") / f"_timing_{path.stem}.b2z", out.image, out.masks, {})
         t2 = time.perf_counter()
-        Path(f"/tmp/_timing_{path.stem}.b2nd").unlink()
+        Path(f"/tmp/_timing_{path.stem}.b2z").unlink()
         print(f"{path.name}: {data.shape} -> {out.image.shape}; prepare {t1 - t0:.2f} s, write {t2 - t1:.2f} s")
 
 

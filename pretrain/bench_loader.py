@@ -76,9 +76,8 @@ def raw_reads(entries: list[ImageEntry], sources: dict[str, Path], patch: int, n
     mm: dict[str, tuple[Path, Path]] = {}
     for entry in entries:
         handle = open_array(Path(entry.path))
-        data = handle.array[...]
-        np.save(tmp / f"{entry.image_id}_img.npy", data["image"].astype(np.float32))
-        np.save(tmp / f"{entry.image_id}_msk.npy", data["masks"])
+        np.save(tmp / f"{entry.image_id}_img.npy", handle.image[...].astype(np.float32))
+        np.save(tmp / f"{entry.image_id}_msk.npy", handle.masks[...])
         mm[entry.image_id] = (tmp / f"{entry.image_id}_img.npy", tmp / f"{entry.image_id}_msk.npy")
     for i in range(n):
         entry = entries[i % len(entries)]
@@ -107,13 +106,19 @@ def write_stats(entries: list[ImageEntry], sizes: dict[str, int | None], tmp: Pa
     writes: list[float] = []
     ratios: list[float] = []
     for entry in entries[:limit]:
-        src = blosc2.open(entry.path, mode="r")
-        data = src[...]
-        target = tmp / f"rewrite_{entry.image_id}.b2nd"
-        cparams = {"codec": src.cparams.codec, "clevel": src.cparams.clevel,
-                   "filters": list(src.cparams.filters), "nthreads": 1}
-        writes.append(_timed(lambda: blosc2.asarray(data, urlpath=str(target), mode="w", chunks=src.chunks,
-                                                    blocks=src.blocks, cparams=cparams)))
+        handle = open_array(Path(entry.path))
+        image, masks = handle.image[...], handle.masks[...]
+        target = tmp / f"rewrite_{entry.image_id}.b2z"
+        cp = handle.image.cparams
+        cparams = {"codec": cp.codec, "clevel": cp.clevel, "filters": list(cp.filters), "nthreads": 1}
+
+        def write() -> None:
+            with blosc2.DictStore(str(target), mode="w") as store:
+                for key, data in (("/image", image), ("/masks", masks)):
+                    store[key] = blosc2.asarray(data, chunks=handle.image.chunks, blocks=handle.image.blocks,
+                                                cparams=cparams)
+
+        writes.append(_timed(write))
         target.unlink(missing_ok=True)
     for entry in entries:
         size = sizes.get(entry.image_id)

@@ -41,7 +41,7 @@ def _ctx(tmp_path: Path) -> StageContext:
 def test_stage_writes_array_and_fills_manifest_columns(tmp_path, source):
     item = ArraysStage().run(_item(source), _ctx(tmp_path))[0]
     rec = item.record
-    assert rec.array_path == "arrays/ds1/img01.b2nd"
+    assert rec.array_path == "arrays/ds1/img01.b2z"
     image, masks, meta = read_array(tmp_path / "out" / rec.array_path)
     assert image.shape == rec.array_shape and masks.shape == rec.array_shape
     assert rec.array_spacing_mm == (1.0, 1.0, 1.0)
