@@ -5,7 +5,8 @@ arrays from ``curate build`` (e.g. ``benchmarks/make_loader_output.py``).  For e
 array: write time, size, files per image (zarr counts its metadata files) and the
 median time of random 160^3 crop reads (image + masks as stored, same crops for every
 format, interleaved).  Same codec for
-all (ZSTD level 1, byte shuffle, 64^3 chunks); prints a markdown table.
+the layouts (ZSTD level 1, byte shuffle, 64^3 chunks, 32^3 blosc2 blocks); the last two
+rows change only the codec of our layout.  Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ CPARAMS = {"codec": blosc2.Codec.ZSTD, "clevel": 1, "filters": [blosc2.Filter.SH
 def _write_b2nd(root: Path, data: np.ndarray) -> object:
     """One structured-dtype array (image f2 + masks u1 per voxel) in one .b2nd file."""
     return blosc2.asarray(data, urlpath=str(root / "a.b2nd"), mode="w", chunks=(64, 64, 64),
-                          blocks=(16, 16, 16), cparams=CPARAMS)
+                          blocks=(32, 32, 32), cparams=CPARAMS)
 
 
-def _write_b2z(root: Path, data: np.ndarray) -> object:
+def _write_b2z(root: Path, data: np.ndarray, name: str = "a.b2z", cparams: dict | None = None) -> object:
     """Two arrays (image, masks) in one blosc2 DictStore .b2z file: our format."""
-    with blosc2.DictStore(str(root / "a.b2z"), mode="w") as store:
-        for name in ("image", "masks"):
-            store["/" + name] = blosc2.asarray(np.ascontiguousarray(data[name]), chunks=(64, 64, 64),
-                                               blocks=(16, 16, 16), cparams=CPARAMS)
-    store = blosc2.DictStore(str(root / "a.b2z"), mode="r")
+    with blosc2.DictStore(str(root / name), mode="w") as store:
+        for key in ("image", "masks"):
+            store["/" + key] = blosc2.asarray(np.ascontiguousarray(data[key]), chunks=(64, 64, 64),
+                                              blocks=(32, 32, 32), cparams=cparams or CPARAMS)
+    store = blosc2.DictStore(str(root / name), mode="r")
     return {"image": store["/image"], "masks": store["/masks"], "_store": store}
 
 
@@ -60,7 +61,8 @@ def main() -> int:
     args = parser.parse_args()
     blosc2.set_nthreads(1)
     rows = {"blosc2 DictStore .b2z, 2 arrays (ours)": [], "blosc2 .b2nd, structured dtype": [],
-            "zarr v3, 64^3 chunk files": [], "zarr v3, sharded": []}
+            "zarr v3, 64^3 chunk files": [], "zarr v3, sharded": [],
+            "ours with LZ4HC level 5": [], "ours with ZSTD level 3": []}
     sizes = {k: [] for k in rows}
     writes = {k: [] for k in rows}
     files = {}
@@ -73,12 +75,14 @@ def main() -> int:
             root = Path(tmp)
             stores = {}
             writers = (lambda: _write_b2z(root, data), lambda: _write_b2nd(root, data),
-                       lambda: _write_zarr(root, data, False), lambda: _write_zarr(root, data, True))
+                       lambda: _write_zarr(root, data, False), lambda: _write_zarr(root, data, True),
+                       lambda: _write_b2z(root, data, "h.b2z", {**CPARAMS, "codec": blosc2.Codec.LZ4HC, "clevel": 5}),
+                       lambda: _write_b2z(root, data, "z3.b2z", {**CPARAMS, "clevel": 3}))
             for key, fn in zip(rows, writers):
                 start = time.perf_counter()
                 stores[key] = fn()
                 writes[key].append(time.perf_counter() - start)
-            for key, pattern in zip(rows, ("a.b2z", "a.b2nd", "z.zarr", "s.zarr")):
+            for key, pattern in zip(rows, ("a.b2z", "a.b2nd", "z.zarr", "s.zarr", "h.b2z", "z3.b2z")):
                 found = [p for p in root.glob(pattern + "/**/*") if p.is_file()] or [root / pattern]
                 sizes[key].append(sum(p.stat().st_size for p in found))
                 files[key] = len(found)

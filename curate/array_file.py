@@ -32,7 +32,7 @@ SUFFIX = ".b2z"
 
 def write_array(path: Path, image: np.ndarray, masks: np.ndarray, meta: dict[str, Any], *,
                 image_dtype: str = "float16", codec: str = "ZSTD", clevel: int = 1,
-                chunks: tuple[int, ...] = (64, 64, 64), blocks: tuple[int, ...] = (16, 16, 16)) -> int:
+                chunks: tuple[int, ...] = (64, 64, 64), blocks: tuple[int, ...] = (32, 32, 32)) -> int:
     """Write one array file atomically; returns its size in bytes.
 
     ``chunks``/``blocks`` are clipped to the array shape (blosc2 needs them no larger).

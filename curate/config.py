@@ -92,7 +92,7 @@ class ArraysConfig:
     codec: str = "ZSTD"
     clevel: int = 1
     chunks: tuple[int, ...] = (64, 64, 64)
-    blocks: tuple[int, ...] = (16, 16, 16)
+    blocks: tuple[int, ...] = (32, 32, 32)
     folder: str = "arrays"
 
 

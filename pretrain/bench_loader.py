@@ -36,7 +36,7 @@ import manifests
 
 from pretrain.augment import region_masks, resample, rotation_matrix, sample_grid, source_window
 from pretrain.bench_nnssl import NnsslWayDataset, baseline_name
-from pretrain.data import CropDataset, ImageEntry, _worker_init, select_entries
+from pretrain.data import CropDataset, ImageEntry, _worker_init, select_entries, single_threaded_blosc2
 from pretrain.data_io import open_array
 
 #: Assumed GPU demand when none is given: ResEnc-L MAE, batch 8 of 160^3, ~1 step/s (A100, bf16).
@@ -160,27 +160,35 @@ class _MemoryWatch:
 
 def throughput(dataset: torch.utils.data.IterableDataset, batch: int, workers: int,
                seconds: float) -> tuple[float, _MemoryWatch]:
-    """Augmented samples per second over ``seconds`` (after the first batch), and worker memory."""
+    """Augmented samples per second over ``seconds`` (after the first batch), and worker memory.
+
+    ``workers=0`` runs in this process on one thread (torch and blosc2), which is
+    what one loader worker gets, so it is the per-worker rate.
+    """
+    threads = torch.get_num_threads()
+    if workers == 0:
+        _worker_init(0)
+    try:
+        return _throughput(dataset, batch, workers, seconds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _throughput(dataset: torch.utils.data.IterableDataset, batch: int, workers: int,
+                seconds: float) -> tuple[float, _MemoryWatch]:
+    """Time an endless ``dataset`` (workers are forked before the memory-watch thread starts:
+    forking while another thread holds a lock can deadlock the children)."""
     loader = DataLoader(dataset, batch_size=batch, num_workers=workers, worker_init_fn=_worker_init,
                         prefetch_factor=2 if workers else None)
+    it = iter(loader)
+    next(it)  # workers started and warm
     with _MemoryWatch() as watch:
-        samples, start, it = 0, None, iter(_repeat(loader))
-        while True:
-            b = next(it)
-            if start is None:
-                start = time.perf_counter()
-                continue
-            samples += b["image"].shape[0]
-            if time.perf_counter() - start >= seconds:
-                break
+        samples, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            samples += next(it)["image"].shape[0]
         rate = samples / (time.perf_counter() - start)
-        del it
+    del it
     return rate, watch
-
-
-def _repeat(loader: DataLoader):  # noqa: ANN202
-    while True:
-        yield from loader
 
 
 def augmentation_only(entry: ImageEntry, patch: int, device: str, n: int = 4) -> float:
@@ -228,7 +236,12 @@ def _fmt(value: float, spec: str = ".1f") -> str:
 
 
 def run(args: argparse.Namespace) -> list[str]:
-    """Measure everything; return the markdown table lines."""
+    """Measure everything; return the markdown table lines.
+
+    blosc2 runs single-threaded throughout, as in a loader worker (and so that
+    forking workers is safe, see :func:`pretrain.data.single_threaded_blosc2`).
+    """
+    single_threaded_blosc2()
     entries = select_entries(args.output, manifests.Selection(included=True), "all", 0.0, 0)
     if not entries:
         raise SystemExit(f"pretrain bench-loader: no images with arrays under {args.output}")
@@ -269,7 +282,7 @@ def run(args: argparse.Namespace) -> list[str]:
              "1.00", "source .nii.gz", "", "<= 1.5"),
         _row(f"augmented samples/s, {W} workers", _fmt(ours_w, ".2f"), _fmt(nnssl_w, ".2f"), "nnssl way",
              _fmt(ours_w / nnssl_w, ".1f") + "x", ">= 2x"),
-        _row("augmented samples/s, 1 process", _fmt(ours_1, ".2f"), _fmt(nnssl_1, ".2f"), "nnssl way",
+        _row("augmented samples/s, 1 worker (1 thread)", _fmt(ours_1, ".2f"), _fmt(nnssl_1, ".2f"), "nnssl way",
              _fmt(ours_1 / nnssl_1, ".1f") + "x", ">= 2x"),
         _row("rotate+scale resample, ms/sample (CPU)", _fmt(aug_cpu * 1000), "", "", "", ""),
         _row("rotate+scale resample, ms/sample (GPU)", _fmt(aug_gpu * 1000),

@@ -247,14 +247,28 @@ class EpochLoader(DataLoader):
 
     def __iter__(self):  # type: ignore[override]
         self.dataset.begin_epoch()  # in the main process, before workers fork
+        if self.num_workers > 0:
+            single_threaded_blosc2()
         return super().__iter__()
 
 
-def _worker_init(worker_id: int) -> None:
-    """One decompression thread per loader worker (the workers are the parallelism)."""
+def single_threaded_blosc2() -> None:
+    """Shut blosc2's thread pool in this process before loader workers fork.
+
+    blosc2's pool threads do not survive ``fork``: a worker that inherits a live
+    pool hangs as soon as it decompresses or resizes the pool (measured here:
+    ``blosc2.set_nthreads`` in a forked worker never returns).  With one thread
+    no pool exists, and each worker decompresses serially: the workers are the
+    parallelism.
+    """
     import blosc2
 
-    blosc2.set_nthreads(1)
+    if blosc2.nthreads != 1:
+        blosc2.set_nthreads(1)
+
+
+def _worker_init(worker_id: int) -> None:
+    """One torch thread per loader worker (blosc2 is made single-threaded before the fork)."""
     torch.set_num_threads(1)
 
 
