@@ -30,6 +30,16 @@ META_KEY = FORMAT
 SUFFIX = ".b2z"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: blosc2 creates the store with mode 0600 (a temporary file); outputs get the usual mode.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def write_array(path: Path, image: np.ndarray, masks: np.ndarray, meta: dict[str, Any], *,
                 image_dtype: str = "float16", codec: str = "ZSTD", clevel: int = 1,
                 chunks: tuple[int, ...] = (64, 64, 64), blocks: tuple[int, ...] = (32, 32, 32)) -> int:
@@ -51,6 +61,7 @@ def write_array(path: Path, image: np.ndarray, masks: np.ndarray, meta: dict[str
             store["/image"] = stored
             store["/masks"] = blosc2.asarray(np.ascontiguousarray(masks, dtype=np.uint8), chunks=chunks,
                                              blocks=blocks, cparams=cparams)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
