@@ -172,10 +172,10 @@ class ArraysConfig:
     margin_mm: float = 8.0
     normalization: str = "image"
     image_dtype: str = "float16"
-    codec: str = "LZ4HC"
-    clevel: int = 5
+    codec: str = "ZSTD"
+    clevel: int = 1
     chunks: tuple[int, ...] = (64, 64, 64)
-    blocks: tuple[int, ...] = (16, 16, 16)
+    blocks: tuple[int, ...] = (32, 32, 32)
     folder: str = "arrays"
 
 

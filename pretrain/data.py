@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 import manifests
 
-from pretrain.augment import AugmentConfig, crop_and_flip, resample, sample_params, sample_points, source_window
+from pretrain.augment import AugmentConfig, crop_and_flip, region_masks, resample, sample_grid, sample_params, source_window
 from pretrain.data_io import ArrayFileError, ArrayHandle, open_array, sample_centre, split_masks
 
 log = logging.getLogger(__name__)
@@ -238,11 +238,8 @@ class CropDataset(IterableDataset):
     def _resampled(self, handle: ArrayHandle, centre: np.ndarray, matrix: np.ndarray) -> Sample:
         lo, hi = source_window(centre, matrix, self.patch, handle.shape)
         image, masks = handle.read(lo, hi)
-        anatomy, anon = split_masks(masks)
-        region = torch.from_numpy(np.stack([image, anatomy.astype(np.float32), anon.astype(np.float32)]))
-        out = resample(region, sample_points(centre, matrix, self.patch), lo, handle.shape, self.aug)
-        return {"image": out["image"], "anon_mask": out["anon_mask"],
-                "anatomy_mask": out["anatomy_mask"], "valid": out["valid"]}
+        grid = sample_grid(centre, matrix, self.patch, lo, image.shape)
+        return resample(torch.from_numpy(image), region_masks(masks), grid)
 
 
 class EpochLoader(DataLoader):
@@ -250,14 +247,28 @@ class EpochLoader(DataLoader):
 
     def __iter__(self):  # type: ignore[override]
         self.dataset.begin_epoch()  # in the main process, before workers fork
+        if self.num_workers > 0:
+            single_threaded_blosc2()
         return super().__iter__()
 
 
-def _worker_init(worker_id: int) -> None:
-    """One decompression thread per loader worker (the workers are the parallelism)."""
+def single_threaded_blosc2() -> None:
+    """Shut blosc2's thread pool in this process before loader workers fork.
+
+    blosc2's pool threads do not survive ``fork``: a worker that inherits a live
+    pool hangs as soon as it decompresses or resizes the pool (measured here:
+    ``blosc2.set_nthreads`` in a forked worker never returns).  With one thread
+    no pool exists, and each worker decompresses serially: the workers are the
+    parallelism.
+    """
     import blosc2
 
-    blosc2.set_nthreads(1)
+    if blosc2.nthreads != 1:
+        blosc2.set_nthreads(1)
+
+
+def _worker_init(worker_id: int) -> None:
+    """One torch thread per loader worker (blosc2 is made single-threaded before the fork)."""
     torch.set_num_threads(1)
 
 

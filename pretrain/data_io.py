@@ -1,14 +1,15 @@
 """Reading pre-training array files (format ``mri-curate-array/1``, written by ``curate build``).
 
-Each file is a blosc2 ``.b2nd`` array of structured voxels: ``image`` (float16
-by default) and ``masks`` (uint8; bit 0 anatomy, bit 1 anonymization).  Its
-``vlmeta["mri-curate-array"]`` holds the geometry and a coarse anatomy
-occupancy grid used to centre crops on tissue.  Only the region a crop needs
-is decompressed.
+Each file is a blosc2 ``DictStore`` (``.b2z``) holding two 3D arrays with the
+same chunks: ``/image`` (float16 by default) and ``/masks`` (uint8; bit 0
+anatomy, bit 1 anonymization).  The image's ``vlmeta["mri-curate-array"]``
+holds the geometry and a coarse anatomy occupancy grid used to centre crops on
+tissue.  Only the blocks a crop touches are decompressed.
 """
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 META_KEY = "mri-curate-array"
 ANATOMY_BIT = 1
 ANON_BIT = 2
+_OPEN_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, zipfile.BadZipFile)
 
 
 class ArrayFileError(Exception):
@@ -29,7 +31,9 @@ class ArrayHandle:
     """An open array file: its shape, coarse anatomy grid and region reads."""
 
     path: Path
-    array: blosc2.NDArray
+    store: object
+    image: blosc2.NDArray
+    masks: blosc2.NDArray
     shape: tuple[int, int, int]
     occupancy: np.ndarray | None
     cell: int
@@ -38,10 +42,10 @@ class ArrayHandle:
         """Image (float32) and packed masks (uint8) of the half-open box ``[lo, hi)``."""
         window = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         try:
-            data = self.array[window]
-        except (RuntimeError, ValueError, OSError) as exc:
+            image, masks = self.image[window], self.masks[window]
+        except _OPEN_ERRORS as exc:
             raise ArrayFileError(f"{self.path}: cannot decompress region: {exc}") from exc
-        return data["image"].astype(np.float32), np.ascontiguousarray(data["masks"])
+        return image.astype(np.float32), masks
 
 
 def open_array(path: Path) -> ArrayHandle:
@@ -52,20 +56,23 @@ def open_array(path: Path) -> ArrayHandle:
     ArrayFileError
         If the file is missing, unreadable or not a 3D ``mri-curate-array``.
     """
+    if not path.is_file():
+        raise ArrayFileError(f"{path}: no such file")
     try:
-        array = blosc2.open(str(path), mode="r")
-        meta = dict(array.vlmeta[META_KEY]) if META_KEY in array.vlmeta else None
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        store = blosc2.DictStore(str(path), mode="r")
+        image, masks = store["/image"], store["/masks"]
+        meta = dict(image.vlmeta[META_KEY]) if META_KEY in image.vlmeta else None
+    except _OPEN_ERRORS as exc:
         raise ArrayFileError(f"{path}: {type(exc).__name__}: {exc}") from exc
-    names = array.dtype.names or ()
-    if meta is None or array.ndim != 3 or "image" not in names or "masks" not in names:
+    if meta is None or image.ndim != 3 or masks.shape != image.shape:
         raise ArrayFileError(f"{path}: not an {META_KEY} file")
     occupancy, cell = None, 1
     grid = meta.get("anatomy_grid")
     if grid:
         cell = int(grid["cell"])
         occupancy = np.frombuffer(grid["data"], dtype=np.uint8).reshape(grid["shape"])
-    return ArrayHandle(path=path, array=array, shape=tuple(array.shape),  # type: ignore[arg-type]
+    return ArrayHandle(path=path, store=store, image=image, masks=masks,
+                       shape=tuple(image.shape),  # type: ignore[arg-type]
                        occupancy=occupancy, cell=cell)
 
 

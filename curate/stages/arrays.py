@@ -17,7 +17,7 @@ import numpy as np
 
 from manifests.schema import ImageRecord
 
-from curate.array_file import write_array
+from curate.array_file import SUFFIX, write_array
 from curate.arrays import PreparedArray, coarse_occupancy, prepare
 from curate.config import ArraysConfig, CurateConfig
 from curate.io import UnreadableImage, read_image
@@ -35,9 +35,9 @@ def array_path(record: ImageRecord, folder: str = "arrays") -> str:
     --------
     >>> r = ImageRecord(image_id="ab12", dataset="ds 1", source_kind="bids", source_path="x", modality="T1w")
     >>> array_path(r)
-    'arrays/ds_1/ab12.b2nd'
+    'arrays/ds_1/ab12.b2z'
     """
-    return f"{folder}/{_SAFE.sub('_', record.dataset)}/{record.image_id}.b2nd"
+    return f"{folder}/{_SAFE.sub('_', record.dataset)}/{record.image_id}{SUFFIX}"
 
 
 def _mask(item: WorkItem, ctx: StageContext, key: str, rel: str | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -41,7 +42,7 @@ def _ctx(tmp_path: Path) -> StageContext:
 def test_stage_writes_array_and_fills_manifest_columns(tmp_path, source):
     item = ArraysStage().run(_item(source), _ctx(tmp_path))[0]
     rec = item.record
-    assert rec.array_path == "arrays/ds1/img01.b2nd"
+    assert rec.array_path == "arrays/ds1/img01.b2z"
     image, masks, meta = read_array(tmp_path / "out" / rec.array_path)
     assert image.shape == rec.array_shape and masks.shape == rec.array_shape
     assert rec.array_spacing_mm == (1.0, 1.0, 1.0)
@@ -56,7 +57,11 @@ def test_stage_writes_array_and_fills_manifest_columns(tmp_path, source):
     arr_vals = image[tuple(vox.T)]
     slope, intercept = np.polyfit(src_vals, arr_vals, 1)
     assert np.allclose(arr_vals, slope * src_vals + intercept, atol=5e-3)
-    assert not list((tmp_path / "out").rglob("*.tmp"))
+    assert not list((tmp_path / "out").rglob("*.tmp*"))
+    umask = os.umask(0)
+    os.umask(umask)
+    # the usual mode of a new file, not blosc2's private 0600 temporary
+    assert (tmp_path / "out" / rec.array_path).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_stage_prefers_in_memory_masks(tmp_path, source):

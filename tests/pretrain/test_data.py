@@ -186,3 +186,12 @@ def test_follow_mode_sees_a_new_part_next_epoch(tmp_path, mni_t1):
     static = make_loader(tmp_path, patch_size=PATCH, batch_size=1, workers=0, split="all")
     _build(tmp_path, mni_t1, IMAGES[4:5], 2)
     assert sum(1 for _ in static) == 4 and sum(1 for _ in static) == 4
+
+
+def test_loader_with_workers_runs_blosc2_single_threaded(output):
+    import blosc2
+
+    blosc2.set_nthreads(2)  # a live pool in the parent would hang forked workers
+    loader = make_loader(output, patch_size=PATCH, batch_size=3, workers=2, split="all")
+    assert sum(b["image"].shape[0] for b in loader) == len(IMAGES)
+    assert blosc2.nthreads == 1

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pretrain.augment import (
-    AugmentConfig, crop_and_flip, resample, rotation_matrix, sample_params, sample_points, source_window,
+    AugmentConfig, crop_and_flip, region_masks, resample, rotation_matrix, sample_grid, sample_params, source_window,
 )
 
 P = 24
@@ -24,10 +24,9 @@ def volume(mni_t1) -> np.ndarray:
 def _run(volume: np.ndarray, centre: np.ndarray, matrix: np.ndarray, device: str = "cpu"):
     lo, hi = source_window(centre, matrix, P, volume.shape)
     window = tuple(slice(a, b) for a, b in zip(lo, hi))
-    anatomy = (volume > volume.mean()).astype(np.float32)
-    region = torch.from_numpy(np.stack([volume[window], anatomy[window], np.zeros_like(anatomy[window])]))
-    points = sample_points(centre, matrix, P)
-    return resample(region.to(device), points.to(device), lo, volume.shape, CFG)
+    packed = (volume > volume.mean()).astype(np.uint8)  # bit 0: "anatomy"
+    grid = sample_grid(centre, matrix, P, lo, volume[window].shape, device)
+    return resample(torch.from_numpy(volume[window]).to(device), region_masks(packed[window]).to(device), grid)
 
 
 def test_identity_transform_equals_plain_crop(volume):
@@ -37,6 +36,7 @@ def test_identity_transform_equals_plain_crop(volume):
     expect = volume[tuple(slice(s, s + P) for s in start)]
     assert torch.allclose(out["image"][0], torch.from_numpy(expect), atol=1e-4)
     assert bool(out["valid"].all())
+    assert torch.equal(out["anatomy_mask"][0], torch.from_numpy((expect > volume.mean()).astype(np.uint8)))
 
 
 def test_quarter_turn_matches_rot90(volume):
@@ -46,6 +46,7 @@ def test_quarter_turn_matches_rot90(volume):
     # output (a, b) samples centre + (-(b - h), a - h): out[a, b] = crop[P - 1 - b, a], numpy's rot90 k=-1
     expect = np.rot90(crop, k=-1, axes=(0, 1))
     assert np.allclose(out["image"][0].numpy(), expect, atol=1e-3)
+    assert set(out["anatomy_mask"].unique().tolist()) == {0, 1}
 
 
 def test_scale_two_samples_every_other_voxel(volume):
@@ -58,10 +59,15 @@ def test_scale_two_samples_every_other_voxel(volume):
 
 def test_points_outside_the_array_are_invalid_and_zero(volume):
     centre = np.array([2.0, 30.0, 30.0])
-    out = _run(volume, centre, rotation_matrix((0.3, 0.0, 0.0)))
+    matrix = rotation_matrix((0.3, 0.0, 0.0))
+    out = _run(volume, centre, matrix)
     valid = out["valid"][0]
     assert 0 < int(valid.sum()) < P**3
     assert float(out["image"][0][~valid].abs().sum()) == 0.0
+    # valid is exactly "the nearest voxel of the sampled point lies inside the array"
+    points = centre[:, None] + matrix @ (np.indices((P, P, P)).reshape(3, -1) - (P - 1) / 2)
+    inside = ((points >= -0.5) & (points < np.array(volume.shape)[:, None] - 0.5)).all(axis=0)
+    assert (valid.numpy().ravel() != inside).mean() < 1e-3  # ties at exactly .5 may round either way
 
 
 def test_crop_and_flip_pads_and_mirrors():
