@@ -55,11 +55,11 @@ class Runner:
     device: torch.device
     bf16: bool
 
-    def step(self, x: torch.Tensor, mask: torch.Tensor) -> float:
-        """One full training step; returns wall seconds (synchronised on CUDA)."""
+    def step(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+        """One full training step; returns (wall, process CPU) seconds (synchronised on CUDA)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.optimizer.zero_grad(set_to_none=True)
         ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16
                else contextlib.nullcontext())
@@ -71,7 +71,7 @@ class Runner:
         self.optimizer.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 def make_runner(kind: str, arch: str, device: torch.device, bf16: bool = False,
@@ -109,23 +109,25 @@ def cpu_table(shapes: list[str], steps: int, warmup: int, arch: str) -> str:
     torch.set_num_threads(1)
     dev = torch.device("cpu")
     runners = {k: make_runner(k, arch, dev) for k in ("dense", "sparse")}
-    rows = [f"| model | params | shape | s/step (ours, median of {steps}) | nnssl reference s/step | nnssl params |",
-            "|---|---|---|---|---|---|"]
+    rows = [f"| model | params | shape | wall s/step (median of {steps}) | CPU s/step | "
+            "nnssl reference s/step | nnssl params |", "|---|---|---|---|---|---|---|"]
     for shape in shapes:
         b, p = parse_shape(shape)
         x, mask = batch(b, p, runners["sparse"].model.block_size, dev)
-        times: dict[str, list[float]] = {k: [] for k in runners}
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
         for i in range(warmup + steps):
             for kind, r in runners.items():  # interleave: same load for both
                 t = r.step(x, mask)
                 if i >= warmup:
                     times[kind].append(t)
-                print(f"  {shape} {kind} step {i}: {t:.2f} s", file=sys.stderr, flush=True)
+                print(f"  {shape} {kind} step {i}: wall {t[0]:.2f} s, CPU {t[1]:.2f} s",
+                      file=sys.stderr, flush=True)
         for kind, r in runners.items():
             ref = NNSSL_REFERENCE.get((kind, shape))
             name = "dense MAE (plain ResEnc-L, masked input)" if kind == "dense" else "S3D sparse (ours)"
             rows.append(f"| {name} | {count_parameters(r.model) / 1e6:.1f} M | {b} x {p}^3 | "
-                        f"{statistics.median(times[kind]):.2f} | {ref if ref else '-'} | "
+                        f"{statistics.median(t[0] for t in times[kind]):.2f} | "
+                        f"{statistics.median(t[1] for t in times[kind]):.2f} | {ref if ref else '-'} | "
                         f"{NNSSL_PARAMS[kind] / 1e6:.0f} M |")
     return "\n".join(rows)
 
@@ -141,7 +143,7 @@ def gpu_table(shape: str, steps: int, warmup: int, arch: str) -> str:
         torch.cuda.reset_peak_memory_stats()
         r = make_runner(kind, arch, dev, bf16=bf16, compile_model=comp, channels_last=True)
         x, mask = batch(b, p, 32 if arch == "resenc-l" else 8, dev, channels_last=True)
-        times = [r.step(x, mask) for _ in range(warmup + steps)][warmup:]
+        times = [r.step(x, mask)[0] for _ in range(warmup + steps)][warmup:]
         med = statistics.median(times)
         rows.append(f"| {'S3D sparse' if kind == 'sparse' else 'dense MAE'} {b} x {p}^3 | {bf16} | "
                     f"{comp} | {1 / med:.2f} | {med:.3f} | "
