@@ -33,10 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pretrain.config import PretrainConfig  # noqa: E402
+from pretrain.checkpoint import Position  # noqa: E402
 from pretrain.loss import masked_l2_loss  # noqa: E402
 from pretrain.masking import random_block_mask  # noqa: E402
 from pretrain.model import build_model, count_parameters, trainable  # noqa: E402
+from pretrain.train import batch_stream  # noqa: E402
 
 NNSSL_REFERENCE = {  # measured on this kind of machine (CPU, 1 thread, fp32, torch 2.13)
     ("dense", "2x64"): 11.6, ("sparse", "2x64"): 13.3,
@@ -152,17 +153,18 @@ def gpu_table(shape: str, steps: int, warmup: int, arch: str) -> str:
     return "\n".join(rows)
 
 
-def loader_wait(output: Path, steps: int, arch: str, shape: str, device: torch.device) -> str:
+def loader_wait(output: Path, steps: int, arch: str, shape: str, device: torch.device,
+                workers: int) -> str:
     """Fraction of step time spent waiting on ``pretrain.data.make_loader`` batches."""
     try:
         from pretrain.data import make_loader
     except ImportError as exc:
         return f"loader not available ({exc}); data-wait not measured"
     b, p = parse_shape(shape)
-    loader = make_loader(output, patch_size=p, batch_size=b, workers=PretrainConfig().data.workers)
+    loader = make_loader(output, patch_size=p, batch_size=b, workers=workers)
     r = make_runner("sparse", arch, device, bf16=device.type == "cuda")
     wait = total = 0.0
-    it: Iterator = iter(loader)
+    it: Iterator = batch_stream(loader, Position())  # epochs one after another, as in training
     for i in range(steps + 1):
         t0 = time.perf_counter()
         data = next(it)
@@ -172,7 +174,8 @@ def loader_wait(output: Path, steps: int, arch: str, shape: str, device: torch.d
         r.step(x, mask)
         if i:  # the first batch includes worker start-up
             wait, total = wait + (t1 - t0), total + (time.perf_counter() - t0)
-    return f"| loader data wait | {shape} | {wait / total:.1%} of step time ({steps} steps) |"
+    return (f"| loader data wait | {arch} | {b} x {p}^3 | {workers} workers | "
+            f"{wait / total:.1%} of step time | {total / steps:.2f} s/step ({steps} steps) |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,9 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--model", default="resenc-l", choices=("resenc-l", "tiny"))
     ap.add_argument("--output", type=Path, help="curate build output, to measure loader wait")
+    ap.add_argument("--workers", type=int, default=2, help="loader workers for --output")
+    ap.add_argument("--loader-only", action="store_true", help="with --output: skip the model table")
     args = ap.parse_args(argv)
     print(f"torch {torch.__version__}, device {args.device}, model {args.model}")
-    if args.device == "cpu":
+    if args.loader_only:
+        pass
+    elif args.device == "cpu":
         print(cpu_table(args.shapes or ["2x64", "1x96"], args.steps, args.warmup, args.model))
     else:
         if not torch.cuda.is_available():
@@ -195,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         print(torch.cuda.get_device_name())
         print(gpu_table((args.shapes or ["8x160"])[0], args.steps, args.warmup, args.model))
     if args.output is not None:
+        if args.device == "cpu":
+            torch.set_num_threads(1)
         print(loader_wait(args.output, args.steps, args.model, (args.shapes or ["2x64"])[0],
-                          torch.device(args.device)))
+                          torch.device(args.device), args.workers))
     return 0
 
 
