@@ -33,10 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pretrain.config import PretrainConfig  # noqa: E402
+from pretrain.checkpoint import Position  # noqa: E402
 from pretrain.loss import masked_l2_loss  # noqa: E402
 from pretrain.masking import random_block_mask  # noqa: E402
 from pretrain.model import build_model, count_parameters, trainable  # noqa: E402
+from pretrain.train import batch_stream  # noqa: E402
 
 NNSSL_REFERENCE = {  # measured on this kind of machine (CPU, 1 thread, fp32, torch 2.13)
     ("dense", "2x64"): 11.6, ("sparse", "2x64"): 13.3,
@@ -55,11 +56,11 @@ class Runner:
     device: torch.device
     bf16: bool
 
-    def step(self, x: torch.Tensor, mask: torch.Tensor) -> float:
-        """One full training step; returns wall seconds (synchronised on CUDA)."""
+    def step(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+        """One full training step; returns (wall, process CPU) seconds (synchronised on CUDA)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.optimizer.zero_grad(set_to_none=True)
         ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16
                else contextlib.nullcontext())
@@ -71,7 +72,7 @@ class Runner:
         self.optimizer.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 def make_runner(kind: str, arch: str, device: torch.device, bf16: bool = False,
@@ -109,23 +110,25 @@ def cpu_table(shapes: list[str], steps: int, warmup: int, arch: str) -> str:
     torch.set_num_threads(1)
     dev = torch.device("cpu")
     runners = {k: make_runner(k, arch, dev) for k in ("dense", "sparse")}
-    rows = [f"| model | params | shape | s/step (ours, median of {steps}) | nnssl reference s/step | nnssl params |",
-            "|---|---|---|---|---|---|"]
+    rows = [f"| model | params | shape | wall s/step (median of {steps}) | CPU s/step | "
+            "nnssl reference s/step | nnssl params |", "|---|---|---|---|---|---|---|"]
     for shape in shapes:
         b, p = parse_shape(shape)
         x, mask = batch(b, p, runners["sparse"].model.block_size, dev)
-        times: dict[str, list[float]] = {k: [] for k in runners}
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
         for i in range(warmup + steps):
             for kind, r in runners.items():  # interleave: same load for both
                 t = r.step(x, mask)
                 if i >= warmup:
                     times[kind].append(t)
-                print(f"  {shape} {kind} step {i}: {t:.2f} s", file=sys.stderr, flush=True)
+                print(f"  {shape} {kind} step {i}: wall {t[0]:.2f} s, CPU {t[1]:.2f} s",
+                      file=sys.stderr, flush=True)
         for kind, r in runners.items():
             ref = NNSSL_REFERENCE.get((kind, shape))
             name = "dense MAE (plain ResEnc-L, masked input)" if kind == "dense" else "S3D sparse (ours)"
             rows.append(f"| {name} | {count_parameters(r.model) / 1e6:.1f} M | {b} x {p}^3 | "
-                        f"{statistics.median(times[kind]):.2f} | {ref if ref else '-'} | "
+                        f"{statistics.median(t[0] for t in times[kind]):.2f} | "
+                        f"{statistics.median(t[1] for t in times[kind]):.2f} | {ref if ref else '-'} | "
                         f"{NNSSL_PARAMS[kind] / 1e6:.0f} M |")
     return "\n".join(rows)
 
@@ -141,7 +144,7 @@ def gpu_table(shape: str, steps: int, warmup: int, arch: str) -> str:
         torch.cuda.reset_peak_memory_stats()
         r = make_runner(kind, arch, dev, bf16=bf16, compile_model=comp, channels_last=True)
         x, mask = batch(b, p, 32 if arch == "resenc-l" else 8, dev, channels_last=True)
-        times = [r.step(x, mask) for _ in range(warmup + steps)][warmup:]
+        times = [r.step(x, mask)[0] for _ in range(warmup + steps)][warmup:]
         med = statistics.median(times)
         rows.append(f"| {'S3D sparse' if kind == 'sparse' else 'dense MAE'} {b} x {p}^3 | {bf16} | "
                     f"{comp} | {1 / med:.2f} | {med:.3f} | "
@@ -150,17 +153,18 @@ def gpu_table(shape: str, steps: int, warmup: int, arch: str) -> str:
     return "\n".join(rows)
 
 
-def loader_wait(output: Path, steps: int, arch: str, shape: str, device: torch.device) -> str:
+def loader_wait(output: Path, steps: int, arch: str, shape: str, device: torch.device,
+                workers: int) -> str:
     """Fraction of step time spent waiting on ``pretrain.data.make_loader`` batches."""
     try:
         from pretrain.data import make_loader
     except ImportError as exc:
         return f"loader not available ({exc}); data-wait not measured"
     b, p = parse_shape(shape)
-    loader = make_loader(output, patch_size=p, batch_size=b, workers=PretrainConfig().data.workers)
+    loader = make_loader(output, patch_size=p, batch_size=b, workers=workers)
     r = make_runner("sparse", arch, device, bf16=device.type == "cuda")
     wait = total = 0.0
-    it: Iterator = iter(loader)
+    it: Iterator = batch_stream(loader, Position())  # epochs one after another, as in training
     for i in range(steps + 1):
         t0 = time.perf_counter()
         data = next(it)
@@ -170,7 +174,8 @@ def loader_wait(output: Path, steps: int, arch: str, shape: str, device: torch.d
         r.step(x, mask)
         if i:  # the first batch includes worker start-up
             wait, total = wait + (t1 - t0), total + (time.perf_counter() - t0)
-    return f"| loader data wait | {shape} | {wait / total:.1%} of step time ({steps} steps) |"
+    return (f"| loader data wait | {arch} | {b} x {p}^3 | {workers} workers | "
+            f"{wait / total:.1%} of step time | {total / steps:.2f} s/step ({steps} steps) |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,9 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--model", default="resenc-l", choices=("resenc-l", "tiny"))
     ap.add_argument("--output", type=Path, help="curate build output, to measure loader wait")
+    ap.add_argument("--workers", type=int, default=2, help="loader workers for --output")
+    ap.add_argument("--loader-only", action="store_true", help="with --output: skip the model table")
     args = ap.parse_args(argv)
     print(f"torch {torch.__version__}, device {args.device}, model {args.model}")
-    if args.device == "cpu":
+    if args.loader_only:
+        pass
+    elif args.device == "cpu":
         print(cpu_table(args.shapes or ["2x64", "1x96"], args.steps, args.warmup, args.model))
     else:
         if not torch.cuda.is_available():
@@ -193,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         print(torch.cuda.get_device_name())
         print(gpu_table((args.shapes or ["8x160"])[0], args.steps, args.warmup, args.model))
     if args.output is not None:
+        if args.device == "cpu":
+            torch.set_num_threads(1)
         print(loader_wait(args.output, args.steps, args.model, (args.shapes or ["2x64"])[0],
-                          torch.device(args.device)))
+                          torch.device(args.device), args.workers))
     return 0
 
 

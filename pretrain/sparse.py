@@ -41,42 +41,59 @@ class SparseContext:
         return self.masks[key]
 
 
+def _masked_sum(t: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Per-(sample, channel) sum of ``t`` over visible voxels, as one batched mat-vec product."""
+    b, c = t.shape[:2]
+    out = torch.bmm(t.reshape(b, c, -1), m.reshape(b, -1, 1))
+    return out.view(b, c, *([1] * (t.ndim - 2)))
+
+
+def _channel_dot(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Per-(sample, channel) sum of ``t * u`` without a full-size temporary."""
+    b, c = t.shape[:2]
+    out = torch.einsum("bcn,bcn->bc", t.reshape(b, c, -1), u.reshape(b, c, -1))
+    return out.view(b, c, *([1] * (t.ndim - 2)))
+
+
 class _MaskedInstanceNorm(torch.autograd.Function):
-    """y = (x_hat * w + b) * m with x_hat normalised by visible-voxel statistics."""
+    """y = (x_hat * w + b) * m with x_hat normalised by visible-voxel statistics.
+
+    Written for few passes over memory: reductions are batched mat-vec products and the
+    elementwise work is done in place where autograd allows.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, m: torch.Tensor, weight: torch.Tensor | None,
                 bias: torch.Tensor | None, eps: float) -> torch.Tensor:
-        dims = tuple(range(2, x.ndim))
         acc = torch.promote_types(x.dtype, torch.float32)  # float32 at least (bf16 inputs)
-        mf = m.to(acc)
-        count = mf.sum(dim=dims, keepdim=True).clamp_min(1.0)
-        xf = x.to(acc)
-        mean = (xf * mf).sum(dim=dims, keepdim=True) / count
-        xhat = (xf - mean) * mf
-        rstd = torch.rsqrt(xhat.square().sum(dim=dims, keepdim=True) / count + eps)
+        xf, mf = x.to(acc), m.to(acc)
+        count = mf.sum(dim=tuple(range(2, x.ndim)), keepdim=True).clamp_min(1.0)
+        xhat = (xf - _masked_sum(xf, mf) / count).mul_(mf)  # centred, zero where masked
+        rstd = torch.rsqrt(_channel_dot(xhat, xhat) / count + eps)
         xhat.mul_(rstd)
-        y = xhat
-        if weight is not None:
-            shape = (1, -1) + (1,) * len(dims)
-            y = torch.addcmul(bias.to(acc).view(shape) * mf, xhat, weight.to(acc).view(shape))
+        if weight is None:
+            y = xhat.clone()  # the output may be modified in place (LeakyReLU inplace)
+        else:
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            y = (xhat * weight.to(acc).view(shape)).addcmul_(mf, bias.to(acc).view(shape))
         ctx.save_for_backward(xhat, mf, rstd, count, weight)
         return y.to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         xhat, mf, rstd, count, weight = ctx.saved_tensors
-        dims = tuple(range(2, xhat.ndim))
-        g = grad.to(xhat.dtype) * mf
+        g = grad.to(xhat.dtype)
+        g_sum = _masked_sum(g, mf)       # sum of dL/dy over visible voxels
+        g_dot = _channel_dot(g, xhat)    # sum of dL/dy * x_hat (x_hat is 0 where masked)
         dw = db = None
+        scale = rstd
         if weight is not None:
-            dw = (g * xhat).sum(dim=(0, *dims)).to(weight.dtype)
-            db = g.sum(dim=(0, *dims)).to(weight.dtype)
-            g = g * weight.to(xhat.dtype).view((1, -1) + (1,) * len(dims))
-        s1 = g.sum(dim=dims, keepdim=True)
-        s2 = (g * xhat).sum(dim=dims, keepdim=True)
-        # d/dx of normalisation over the visible set: (g - mean(g) - x_hat mean(g x_hat)) / std
-        dx = (g - (s1 + xhat * s2) / count) * (rstd * mf)
+            w = weight.to(xhat.dtype).view((1, -1) + (1,) * (xhat.ndim - 2))
+            dw, db = g_dot.sum(0).flatten().to(weight.dtype), g_sum.sum(0).flatten().to(weight.dtype)
+            g_sum, g_dot, scale = g_sum * w, g_dot * w, rstd * w
+        # Normalisation over the visible set: dx = (w g - mean(w g) - x_hat mean(w g x_hat)) / std
+        dx = (g * scale).sub_(g_sum * rstd / count).mul_(mf)
+        dx.addcmul_(xhat, g_dot * rstd / count, value=-1.0)
         return dx.to(grad.dtype), None, dw, db, None
 
 

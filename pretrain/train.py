@@ -26,11 +26,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pretrain.checkpoint import Position, load_checkpoint, save_checkpoint
-from pretrain.config import PretrainConfig, PretrainError, dump_config, to_dict
+from pretrain.config import ConfigError, PretrainConfig, PretrainError, dump_config, to_dict
 from pretrain.distributed import DistInfo, barrier, mean_across_ranks, resolve_device
 from pretrain.loss import masked_l2_loss
-from pretrain.masking import random_block_mask, sample_ratio
-from pretrain.model import build_model, trainable, unwrap
+from pretrain.masking import block_grid, random_block_mask, sample_ratio, total_stride
+from pretrain.model import build_model, trainable, unet_kwargs, unwrap
 from pretrain.progress import progress_bar
 
 Batch = Mapping[str, torch.Tensor]
@@ -176,6 +176,15 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+def check_patch(cfg: PretrainConfig) -> None:
+    """Refuse, before anything starts, a patch the network or the mask grid cannot tile."""
+    stride = total_stride(unet_kwargs(cfg.model.name)["strides"])
+    if cfg.data.patch_size % stride:
+        raise ConfigError(f"patch size {cfg.data.patch_size} must be a multiple of {stride} "
+                          f"(the {cfg.model.name} encoder's total stride)")
+    block_grid(cfg.data.patch_size, cfg.masking.block_size or stride)
+
+
 def prepare_run_dir(run_dir: Path, cfg: PretrainConfig, info: DistInfo, resume: bool) -> None:
     """Create ``RUN/`` and dump the config there (main rank only)."""
     if info.is_main:
@@ -215,6 +224,7 @@ def train(cfg: PretrainConfig, source: Iterable[Batch], run_dir: Path, info: Dis
     """
     info = info or DistInfo(device=resolve_device(cfg.run.device))
     run_dir = Path(run_dir)
+    check_patch(cfg)
     prepare_run_dir(run_dir, cfg, info, resume)
     model = make_model(cfg, info)
     optimizer = make_optimizer(model, cfg)

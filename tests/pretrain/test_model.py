@@ -10,11 +10,12 @@ from pretrain.model import build_model, build_unet, count_parameters
 from pretrain.sparse import MaskedInstanceNorm3d
 
 
-def test_encoder_features_are_zero_at_masked_positions_at_every_stage() -> None:
+@pytest.mark.parametrize("block", [8, 4])  # bottleneck-aligned, and the finer option
+def test_encoder_features_are_zero_at_masked_positions_at_every_stage(block: int) -> None:
     torch.manual_seed(0)
     model = build_model("tiny")
     x = torch.randn(2, 1, 16, 16, 16)
-    mask = random_block_mask(2, 16, model.block_size, 0.75, torch.Generator().manual_seed(0))
+    mask = random_block_mask(2, 16, block, 0.75, torch.Generator().manual_seed(0))
     with torch.no_grad():
         feats = model.encode(x, mask)
     for f, m in zip(feats, model.stage_masks(mask)):
@@ -71,3 +72,12 @@ def test_a_training_step_reaches_every_trainable_parameter(sparse: bool) -> None
     model(x, mask).square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []
+
+
+def test_the_sparse_model_traces_into_one_graph_for_torch_compile() -> None:
+    # torch.compile (GPU path) gains most without graph breaks; dynamo's trace shows them.
+    model = build_model("tiny")
+    x = torch.randn(1, 1, 16, 16, 16)
+    mask = random_block_mask(1, 16, model.block_size, 0.75, torch.Generator().manual_seed(0))
+    explained = torch._dynamo.explain(model)(x, mask)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1

@@ -89,3 +89,15 @@ def test_convs_without_a_following_norm_are_masked_and_others_are_not() -> None:
     assert torch.all(y[..., 4:] == 0) and torch.any(y[..., :4] != 0)
     ctx.masks = {}
     assert torch.any(net(x * mask)[..., 4:] != 0)  # without a mask: dense behaviour
+
+
+def test_masked_norm_under_bf16_keeps_float32_statistics() -> None:
+    # The GPU path runs under bf16 autocast: bf16 features in, bf16 out, float32 maths inside.
+    x, mask, w, b = _inputs(4, torch.float32)
+    x_bf16 = x.detach().to(torch.bfloat16).requires_grad_()
+    y = masked_instance_norm(x_bf16, mask.to(torch.bfloat16), w, b, 1e-5)
+    assert y.dtype == torch.bfloat16
+    ref = masked_instance_norm(x_bf16.detach().float(), mask, w, b, 1e-5)
+    torch.testing.assert_close(y.float(), ref, atol=0.05, rtol=0.02)
+    y.float().sum().backward()
+    assert x_bf16.grad.dtype == torch.bfloat16 and w.grad.dtype == torch.float32

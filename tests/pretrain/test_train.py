@@ -74,6 +74,16 @@ def test_a_second_run_into_the_same_directory_is_refused(tmp_path: Path) -> None
         train(tiny_config(1, 1), SyntheticBatches(1, 2, 16), tmp_path)
 
 
+@pytest.mark.parametrize(("patch", "block", "message"),
+                         [(20, None, "multiple of 8"), (16, 3, "not a multiple")])
+def test_a_patch_the_network_cannot_tile_is_refused_before_training(
+        tmp_path: Path, patch: int, block: int | None, message: str) -> None:
+    cfg = override(tiny_config(1, 1), data={"patch_size": patch}, masking={"block_size": block})
+    with pytest.raises(ValueError, match=message):
+        train(cfg, SyntheticBatches(1, 2, patch), tmp_path)
+    assert not (tmp_path / "config.toml").exists()
+
+
 def test_batch_stream_resumes_mid_epoch_and_wraps() -> None:
     source = [{"image": torch.full((1,), float(i))} for i in range(3)]
     pos = Position(epoch=1, batch_in_epoch=2)
