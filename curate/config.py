@@ -12,21 +12,14 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used, with the reason."""
+from manifests import tomlconfig
+from manifests.tomlconfig import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,80 +216,22 @@ class CurateConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ConfigError(f"[{where}] must be a table, got {type(value).__name__}")
-        return from_dict(annotation, value, where)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list")
-        return tuple(_coerce(v, args[0], where) for v in value)
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if annotation in (int, str, bool) and not isinstance(value, annotation):
-        raise ConfigError(f"{where} must be {annotation.__name__}, got {value!r}")
-    if annotation is int and isinstance(value, bool):
-        raise ConfigError(f"{where} must be int, got {value!r}")
-    return value
-
-
-def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    """Build dataclass ``cls`` from a (possibly partial) dict, rejecting unknown keys."""
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in [{where or 'top level'}]: {', '.join(unknown)}")
-    kwargs = {
-        name: _coerce(value, hints[name], f"{where}.{name}".strip("."))
-        for name, value in data.items()
-    }
-    return cls(**kwargs)
-
-
 def load_config_text(text: str) -> CurateConfig:
     """Parse TOML text into a :class:`CurateConfig`."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}") from exc
-    return from_dict(CurateConfig, data)
+    return tomlconfig.load_text(CurateConfig, text)
 
 
 def load_config(path: Path | None) -> CurateConfig:
     """Load a TOML config file; ``None`` gives the defaults."""
-    if path is None:
-        return CurateConfig()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-    return load_config_text(text)
-
-
-def _plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if getattr(obj, f.name) is not None}
-    if isinstance(obj, tuple):
-        return [_plain(v) for v in obj]
-    return obj
+    return tomlconfig.load_file(CurateConfig, path)
 
 
 def dump_config(config: Any) -> str:
     """TOML text of a config dataclass (``None`` values are left out, as TOML has no null)."""
-    return tomli_w.dumps(_plain(config))
+    return tomlconfig.dump(config)
 
 
 def fingerprint(*parts: Any) -> str:
     """A short hash of JSON-serialisable parts and config dataclasses."""
-    payload = json.dumps([_plain(p) for p in parts], sort_keys=True, default=str)
+    payload = json.dumps([tomlconfig.to_plain(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:12]

@@ -18,7 +18,7 @@ import dataclasses
 import enum
 import hashlib
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa

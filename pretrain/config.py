@@ -14,26 +14,20 @@ Examples
 >>> load_config_text('[optim]\\nlr = "fast"\\n')
 Traceback (most recent call last):
 ...
-pretrain.config.ConfigError: optim.lr must be float, got 'fast'
+manifests.tomlconfig.ConfigError: optim.lr must be float, got 'fast'
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
+from manifests import tomlconfig
+from manifests.tomlconfig import ConfigError
 
 MODEL_NAMES = ("resenc-l", "tiny")
-
-
-class ConfigError(ValueError):
-    """A pre-training configuration that cannot be used, with the reason."""
 
 
 class PretrainError(RuntimeError):
@@ -146,63 +140,24 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError("run.checkpoint_every and run.log_every must be positive")
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    origin = typing.get_origin(annotation)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ConfigError(f"[{where}] must be a table, got {type(value).__name__}")
-        return from_dict(annotation, value, where)
-    if origin in (types.UnionType, typing.Union):
-        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if annotation in (int, str, bool, float) and (
-        not isinstance(value, annotation) or (annotation is int and isinstance(value, bool))
-    ):
-        raise ConfigError(f"{where} must be {annotation.__name__}, got {value!r}")
-    return value
-
-
-def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    """Build dataclass ``cls`` from a (possibly partial) dict, rejecting unknown keys."""
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in [{where or 'top level'}]: {', '.join(unknown)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}".strip(".")) for k, v in data.items()}
-    return cls(**kwargs)
-
-
 def load_config_text(text: str) -> PretrainConfig:
     """Parse TOML text into a :class:`PretrainConfig`."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}") from exc
-    return from_dict(PretrainConfig, data)
+    return tomlconfig.load_text(PretrainConfig, text)
 
 
 def load_config(path: Path | None) -> PretrainConfig:
     """Load a TOML file; ``None`` gives the defaults."""
-    if path is None:
-        return PretrainConfig()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-    return load_config_text(text)
+    return tomlconfig.load_file(PretrainConfig, path)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict of a config (``None`` values left out, as TOML has no null)."""
-    return {f.name: (to_dict(v) if dataclasses.is_dataclass(v) else v)
-            for f in dataclasses.fields(cfg) if (v := getattr(cfg, f.name)) is not None}
+    return tomlconfig.to_plain(cfg)
 
 
 def dump_config(cfg: PretrainConfig) -> str:
     """TOML text of ``cfg``; :func:`load_config_text` reads it back to an equal config."""
-    return tomli_w.dumps(to_dict(cfg))
+    return tomlconfig.dump(cfg)
 
 
 def override(cfg: PretrainConfig, **sections: dict[str, Any]) -> PretrainConfig:

@@ -50,7 +50,7 @@ import math
 import numpy as np
 import scipy.ndimage as ndi
 
-from qc.measures import NAN, mad_std, rayleigh_sigma
+from qc.measures import NAN, rayleigh_sigma
 
 MIN_BAND = 200
 
