@@ -144,7 +144,8 @@ def measure_image(data: np.ndarray, zooms: tuple[float, ...] = (1.0, 1.0, 1.0),
         Voxel size in mm.
     anatomy
         Optional anatomy mask (1 = subject tissue) on the image grid; the
-        tissue classes are taken inside it when given.
+        tissue classes of SNR, CNR and CJV are taken inside it when given (the
+        calibrated measures keep the eroded head, as in the calibration).
     pe_axis
         Phase-encoding axis when known (ghosts are sought along it), else ``None``.
     skip_faces
@@ -165,14 +166,20 @@ def measure_image(data: np.ndarray, zooms: tuple[float, ...] = (1.0, 1.0, 1.0),
         profile.notes["head"] = reg.air_reason or "no foreground"
         profile.bad_slices = artifacts.bad_slices(volume)
         return profile
-    anatomy_work = None if anatomy is None else np.asarray(anatomy)[:: reg.step, :: reg.step, :: reg.step] > 0
-    inner = regions.inner_region(reg.head, anatomy_work)
+    # The calibrated measures (signal, noise, FWHM, INU) always use the eroded head, as
+    # in the calibration; an anatomy mask only refines the tissue classes of SNR/CNR/CJV.
+    inner = regions.inner_region(reg.head, None)
     inner_full = upsample(inner, reg.step, volume.shape)
     profile.signal = float(np.median(reg.work[inner]))
     _noise(profile, volume, reg, inner_full)
     if not math.isfinite(profile.noise_air):
         reg = dataclasses.replace(reg, air=np.zeros_like(reg.air))
-    low = _tissue(profile, reg, inner)
+    if anatomy is None:
+        low = _tissue(profile, reg, inner)
+    else:
+        anatomy_work = np.asarray(anatomy)[:: reg.step, :: reg.step, :: reg.step] > 0
+        _tissue(profile, reg, regions.inner_region(reg.head, anatomy_work))
+        low = regions.tissue_thresholds(reg.work[inner])[0]
     profile.efc = measures.efc(reg.work)
     profile.fber = measures.fber(reg.work, reg.head) if reg.air.any() else NAN
     profile.fwhm_mm, profile.sharpness = measures.fwhm(

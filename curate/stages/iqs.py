@@ -17,6 +17,7 @@ import numpy as np
 from manifests.schema import ImageRecord
 
 from curate.config import CurateConfig, IqsConfig
+from curate.io import UnreadableImage, read_image
 from qc.iqs import Calibration, FlagRules, IqsResult, load_calibration, score
 from qc.profile import Profile, measure_image
 
@@ -79,12 +80,26 @@ def record_columns(profile: Profile, result: IqsResult) -> dict[str, Any]:
     return columns
 
 
+def _anatomy(item: WorkItem, ctx: StageContext) -> np.ndarray | None:
+    """The anatomy mask from the masks stage: in memory, else its file on a resumed build."""
+    mask = item.extras.get("anatomy_mask")
+    if mask is not None or not item.record.anatomy_mask_path:
+        return mask
+    path = ctx.output_root / item.record.anatomy_mask_path
+    if not path.exists():
+        return None
+    try:
+        return read_image(path).data > 0
+    except UnreadableImage:
+        return None
+
+
 class IqsStage:
     """Measure every included image and score it 1 (clean) to 5 (unusable)."""
 
     name: ClassVar[str] = "iqs"
     version: ClassVar[str] = "1"
-    requires: ClassVar[tuple[str, ...]] = ("read", "dwi")
+    requires: ClassVar[tuple[str, ...]] = ("read", "dwi", "masks")
     # iqs_group is set by curate.finalize; listing it lets an unchanged row be recognised
     # as done on a rerun (finalize recomputes it anyway).  The ``iqs`` reason is not
     # carried on purpose: rows stay included through every stage (so later stages keep
@@ -106,11 +121,10 @@ class IqsStage:
     def run(self, item: WorkItem, ctx: StageContext) -> list[WorkItem]:
         cfg: IqsConfig = ctx.config.iqs
         image = load_image(item, ctx)
-        # The calibration (qc/calibration) was fitted on qc.regions' own head/tissue split.
-        # The masks stage's anatomy mask covers the whole head, neck included, which
-        # shifts the non-uniformity measure (0.05 -> 0.08 on a clean head) and with it
-        # the artifact part; so it is not handed in here until the calibration uses it.
-        profile = measure_image(image.data, tuple(image.zooms[:3]), anatomy=None,
+        anatomy = _anatomy(item, ctx)
+        if anatomy is not None and np.shape(anatomy) != image.data.shape[:3]:
+            anatomy = None
+        profile = measure_image(image.data, tuple(image.zooms[:3]), anatomy=anatomy,
                                 pe_axis=phase_axis(item.record.phase_encoding_direction),
                                 skip_faces=inferior_face(image.affine))
         rules = FlagRules(cfg.max_border_fraction, cfg.min_head_fraction, cfg.max_bad_slices)
