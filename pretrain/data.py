@@ -280,10 +280,12 @@ def make_loader(output_dir: Path | str, *, patch_size: int, batch_size: int, wor
 
     Examples
     --------
-    >>> loader = make_loader("out", patch_size=160, batch_size=2, workers=4)  # doctest: +SKIP
-    >>> for epoch in range(10):
-    ...     for batch in loader:
-    ...         loss = model(batch["image"].cuda())  # doctest: +SKIP
+    Stream 160³ batches of a build in ``out`` (a literal block, not a doctest)::
+
+        loader = make_loader("out", patch_size=160, batch_size=2, workers=4)
+        for epoch in range(10):
+            for batch in loader:
+                loss = model(batch["image"].cuda())
     """
     dataset = CropDataset(output_dir, patch_size=patch_size, selection=selection, split=split,
                           val_fraction=val_fraction, seed=seed, augment=augment, rank=rank,
