@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 SETTINGS: dict[str, dict] = {
     "default (MP-PCA ours, Gibbs, rigid, N4, WLS)": {},
+    "keep unused shells (b = 2000 also unringed and registered)": {"drop_unused_shells": False},
     "denoise = patch2self": {"denoise": "patch2self"},
     "denoise = none": {"denoise": "none"},
     "Gibbs off": {"gibbs": False},

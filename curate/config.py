@@ -61,6 +61,9 @@ class DwiConfig:
     denoise: str = "mppca"
     denoise_patch_radius: int = 2
     denoise_stride: int = 2
+    #: After denoising (which uses every volume), drop the volumes of shells the
+    #: tensor fit does not use: they only cost Gibbs-removal and registration time.
+    drop_unused_shells: bool = True
     # 2. Gibbs ringing removal along the in-plane axes
     gibbs: bool = True
     gibbs_n_points: int = 3

@@ -150,9 +150,7 @@ class _Clock:
 def _corrections(data: np.ndarray, check: gradients.GradientCheck, head: np.ndarray,
                  zooms: tuple[float, ...], affine: np.ndarray, cfg: DwiConfig, slice_axis: int,
                  result: DwiResult, clock: _Clock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Denoise, unring, realign, unbias; return the series, its bvecs and its mean b0."""
-    data = _optional("denoise", lambda: _denoise(data, check.bvals, head, cfg), data, result)
-    clock.lap("denoise")
+    """Unring, realign, unbias; return the series, its bvecs and its mean b0."""
     if cfg.gibbs:
         data = _optional("gibbs", lambda: gibbs.remove_gibbs(
             data, slice_axis, cfg.gibbs_n_points, cfg.threads, mask=head), data, result)
@@ -187,6 +185,12 @@ def _derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bval
                        parameters=_parameters(cfg, slice_axis))
     head = mask.head_mask(data[..., check.b0_mask].mean(axis=3))
     clock.lap("head_mask")
+    data = _optional("denoise", lambda: _denoise(data, check.bvals, head, cfg), data, result)
+    clock.lap("denoise")
+    use = gradients.dti_volumes(check, cfg.dti_max_b, cfg.shell_tolerance)
+    if cfg.drop_unused_shells and not use.all():
+        data, check = data[..., use], gradients.subset(check, use)
+        use = np.ones(data.shape[3], bool)
     data, bvecs_now, mean_b0 = _corrections(data, check, head, zooms, affine, cfg, slice_axis,
                                             result, clock)
     brain = mask.brain_mask(mean_b0, cfg.mask_median_radius, cfg.mask_numpass,
@@ -195,7 +199,6 @@ def _derive(data: np.ndarray, zooms: tuple[float, ...], affine: np.ndarray, bval
     if not brain.any():
         return DwiResult(False, "brain mask of the mean b0 is empty", "empty",
                          warnings=result.warnings, timings_s=clock.timings)
-    use = gradients.dti_volumes(check, cfg.dti_max_b, cfg.shell_tolerance)
     maps = tensor.fit_tensor(data[..., use], check.bvals[use], bvecs_now[use], brain,
                              cfg.dti_fit_method, cfg.b0_threshold)
     clock.lap("tensor")

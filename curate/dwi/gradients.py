@@ -179,6 +179,20 @@ def dti_volumes(check: GradientCheck, max_b: float, tolerance: float) -> np.ndar
     return np.isin(check.shell_index, dti_shells(check, max_b, tolerance))
 
 
+def subset(check: GradientCheck, keep: np.ndarray) -> GradientCheck:
+    """The table of the volumes where ``keep`` is set (shells renumbered, b0 kept first)."""
+    if check.bvals is None or check.bvecs is None or check.b0_mask is None \
+            or check.shell_index is None:
+        raise ValueError("gradient table was rejected")
+    present = np.unique(check.shell_index[keep])
+    renumber = {int(old): new for new, old in enumerate(present)}
+    return GradientCheck(
+        ok=True, bvals=check.bvals[keep], bvecs=check.bvecs[keep], b0_mask=check.b0_mask[keep],
+        shells=tuple(check.shells[int(k)] for k in present),
+        shell_index=np.array([renumber[int(i)] for i in check.shell_index[keep]], dtype=int),
+        notes=check.notes)
+
+
 def parse_table(text: str) -> np.ndarray:
     """Numbers of a ``.bval`` or ``.bvec`` file as a float array (rows kept).
 

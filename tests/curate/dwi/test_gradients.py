@@ -100,3 +100,14 @@ def test_parse_table_reads_rows_and_rejects_ragged() -> None:
         parse_table("1 0\n0 1 0\n")
     with pytest.raises(ValueError):
         parse_table("\n")
+
+
+def test_subset_renumbers_shells() -> None:
+    from curate.dwi.gradients import subset
+
+    b1, v1 = _table(2, 8, 1000.0)
+    b2, v2 = _table(0, 8, 2000.0)
+    check = check_gradients(np.r_[b1, b2], np.r_[v1, v2], 18)
+    kept = subset(check, dti_volumes(check, 1000.0, 100.0))
+    assert kept.shells == (0.0, 1000.0) and kept.bvals.size == 10
+    assert kept.shell_index.max() == 1 and kept.b0_mask.sum() == 2
