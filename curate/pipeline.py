@@ -225,8 +225,6 @@ def _client(options: RunOptions, n_tasks: int) -> Iterator[Any]:
     elif options.n_workers <= 1 or n_tasks <= 1:
         yield None
     else:
-        # Worker processes read their log level from the environment at start-up.
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         with LocalCluster(n_workers=min(options.n_workers, n_tasks), threads_per_worker=1,
                           processes=True, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
@@ -303,7 +301,12 @@ def build(source: Path, output: Path, config: CurateConfig, options: RunOptions,
 
 
 def _configure_dask() -> None:
-    dask.config.set({"distributed.worker.daemon": False})
+    # Workers may start processes of their own (the DWI stage registers volumes in
+    # parallel), which daemonic processes cannot.  distributed reads its log level
+    # when it is first imported (lazily, below) and in each worker process: keep
+    # its INFO chatter about starting and closing clusters out of the terminal.
+    dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "warning"})
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
 _configure_dask()
