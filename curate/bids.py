@@ -11,12 +11,13 @@ import csv
 import importlib.util
 import json
 import math
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from curate.io import strip_nifti_suffix
+from curate.headers import read_json, strip_nifti_suffix
 
 _SIDE_SUFFIXES = (".json", ".bval", ".bvec")
 
@@ -37,8 +38,33 @@ def entity_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple((e["name"], re.compile(e["pattern"])) for e in wanted)
 
 
+# pybids writes most entities as "<separators>key-(<value>)"; those are merged
+# into one alternation scanned once per path (26 separate searches per file
+# were the largest cost of an index pass).  Any other pattern is searched alone.
+_KEY_VALUE = re.compile(r"^(\[[^\]]+\]\+)([A-Za-z]+)-(\(.+\))$")
+
+
+@lru_cache(maxsize=1)
+def _entity_scanner() -> tuple[re.Pattern[str], dict[str, str], tuple[tuple[str, re.Pattern[str]], ...]]:
+    """(combined key-value pattern, group name -> entity, patterns searched alone)."""
+    branches: list[str] = []
+    groups: dict[str, str] = {}
+    alone: list[tuple[str, re.Pattern[str]]] = []
+    for i, (name, pattern) in enumerate(entity_patterns()):
+        parts = _KEY_VALUE.match(pattern.pattern)
+        if parts is None or re.compile(parts.group(3)).groups != 1:
+            alone.append((name, pattern))
+            continue
+        separators, key, value = parts.groups()
+        groups[f"e{i}"] = name
+        branches.append(f"{separators}{re.escape(key)}-(?P<e{i}>{value[1:-1]})")
+    return re.compile("|".join(branches)), groups, tuple(alone)
+
+
 def parse_entities(rel_path: str) -> dict[str, str]:
     """BIDS entities of a path relative to the dataset root, plus ``suffix`` and ``datatype``.
+
+    The first occurrence of each entity wins, as with pybids' own patterns.
 
     Examples
     --------
@@ -47,11 +73,16 @@ def parse_entities(rel_path: str) -> dict[str, str]:
     ('01', '2', 'mprage', '1', 'T1w', 'anat')
     """
     path = "/" + rel_path
+    scanner, groups, alone = _entity_scanner()
     entities: dict[str, str] = {}
-    for name, pattern in entity_patterns():
-        match = pattern.search(path)
-        if match:
-            entities[name] = match.group(1)
+    for match in scanner.finditer(path):
+        group = match.lastgroup
+        if group is not None and groups[group] not in entities:
+            entities[groups[group]] = match.group(group)
+    for name, pattern in alone:
+        found = pattern.search(path)
+        if found:
+            entities[name] = found.group(1)
     stem = strip_nifti_suffix(rel_path.rsplit("/", 1)[-1])
     for ext in _SIDE_SUFFIXES:
         if stem.endswith(ext):
@@ -69,6 +100,63 @@ def _key_values(stem: str) -> tuple[dict[str, str], str]:
     return pairs, pieces[-1]
 
 
+def folders_down_to(folder: str) -> list[str]:
+    """``a/b`` -> ``["", "a", "a/b"]``: the folders whose sidecars a file in ``folder`` inherits."""
+    out = [""]
+    if folder:
+        cut = folder.find("/")
+        while cut != -1:
+            out.append(folder[:cut])
+            cut = folder.find("/", cut + 1)
+        out.append(folder)
+    return out
+
+
+class SidecarIndex:
+    """The sidecar files of a dataset, parsed once, for the inheritance principle.
+
+    Parameters
+    ----------
+    sidecars_by_dir
+        ``{folder relative to the root: [file names]}`` of ``.json``, ``.bval``
+        and ``.bvec`` files, as :func:`curate.discover.walk_bids` collects them.
+    """
+
+    def __init__(self, sidecars_by_dir: dict[str, list[str]]) -> None:
+        self._by_dir = sidecars_by_dir
+        self._parsed: dict[str, dict[str, list[tuple[int, str, str, dict[str, str]]]]] = {}
+
+    def _folder(self, directory: str) -> dict[str, list[tuple[int, str, str, dict[str, str]]]]:
+        """``{suffix: [(n entities, name, extension, entities)]}`` of one folder, most general first."""
+        parsed = self._parsed.get(directory)
+        if parsed is None:
+            parsed = {}
+            for name in self._by_dir.get(directory, ()):
+                ext = next((e for e in _SIDE_SUFFIXES if name.endswith(e)), None)
+                if ext is not None:
+                    pairs, suffix = _key_values(name[: -len(ext)])
+                    parsed.setdefault(suffix, []).append((len(pairs), name, ext, pairs))
+            for entries in parsed.values():
+                entries.sort(key=lambda e: e[:2])
+            self._parsed[directory] = parsed
+        return parsed
+
+    def applying_to(self, rel_path: str) -> dict[str, list[str]]:
+        """``{extension: files}`` that apply to ``rel_path``, top of the dataset first.
+
+        Later files override earlier ones; within a folder, files with more
+        entities (more specific) come later.
+        """
+        folder, _, name = rel_path.rpartition("/")
+        image_pairs, suffix = _key_values(strip_nifti_suffix(name))
+        found: dict[str, list[str]] = {ext: [] for ext in _SIDE_SUFFIXES}
+        for directory in folders_down_to(folder):
+            for _, side_name, ext, pairs in self._folder(directory).get(suffix, ()):
+                if all(image_pairs.get(k) == v for k, v in pairs.items()):
+                    found[ext].append(f"{directory}/{side_name}" if directory else side_name)
+        return found
+
+
 def inherited_files(rel_path: str, sidecars_by_dir: dict[str, list[str]], ext: str) -> list[str]:
     """Files with extension ``ext`` that apply to ``rel_path`` by the inheritance principle.
 
@@ -80,33 +168,15 @@ def inherited_files(rel_path: str, sidecars_by_dir: dict[str, list[str]], ext: s
     >>> inherited_files("sub-01/anat/sub-01_T1w.nii.gz", side, ".json")
     ['T1w.json', 'sub-01/anat/sub-01_T1w.json']
     """
-    image_pairs, suffix = _key_values(strip_nifti_suffix(rel_path.rsplit("/", 1)[-1]))
-    parts = rel_path.split("/")[:-1]
-    dirs = [""] + ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    found: list[str] = []
-    for directory in dirs:
-        candidates = []
-        for name in sidecars_by_dir.get(directory, ()):
-            if not name.endswith(ext):
-                continue
-            pairs, side_suffix = _key_values(name[: -len(ext)])
-            if side_suffix != suffix:
-                continue
-            if all(image_pairs.get(k) == v for k, v in pairs.items()):
-                candidates.append((len(pairs), name))
-        for _, name in sorted(candidates):
-            found.append(f"{directory}/{name}" if directory else name)
-    return found
+    return SidecarIndex(sidecars_by_dir).applying_to(rel_path)[ext]
 
 
-def merge_sidecars(root: Path, rel_paths: list[str]) -> tuple[dict[str, Any], list[str]]:
+def merge_sidecars(root: Path | str, rel_paths: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Merge JSON sidecars (later overrides earlier); returns (metadata, warnings)."""
-    from curate.io import read_json
-
     merged: dict[str, Any] = {}
     warnings: list[str] = []
     for rel in rel_paths:
-        data, warning = read_json(root / rel)
+        data, warning = read_json(os.path.join(root, rel))
         if warning:
             warnings.append(warning)
         merged.update(data)

@@ -14,10 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from manifests.schema import SourceKind
 
-from curate import pipeline, summary
 from curate.config import ConfigError, CurateConfig, load_config
 from curate.discover import SourceError
-from curate.report import ReportError
+from curate.execution import RunOptions
+
+# The report, summary and build pipeline are imported where they are used:
+# ``curate index`` stays light to start (see curate/indexing.py).
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args: argparse.Namespace) -> pipeline.RunOptions:
-    return pipeline.RunOptions(
+def _options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
         workers=args.workers, scheduler=args.scheduler,
         participant_labels=tuple(args.participant_label),
         source_kind=SourceKind(args.source_kind) if args.source_kind else None,
@@ -82,11 +84,15 @@ def _config(args: argparse.Namespace) -> CurateConfig:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from curate.report import make_report
+    from curate.report import ReportError, make_report
 
-    workers = args.workers if args.workers > 0 else pipeline.RunOptions().n_workers
-    result = make_report(args.output, worst=args.worst, best=args.best, source=args.source,
-                         workers=workers)
+    workers = args.workers if args.workers > 0 else RunOptions().n_workers
+    try:
+        result = make_report(args.output, worst=args.worst, best=args.best, source=args.source,
+                             workers=workers)
+    except ReportError as exc:
+        print(f"curate: error: {exc}", file=sys.stderr)
+        return 2
     if not args.quiet:
         note = f", {len(result.missing)} without thumbnail" if result.missing else ""
         print(f"wrote {result.path} ({result.n_images:,} images, {result.shown} in the gallery, "
@@ -97,9 +103,14 @@ def _report(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from qc.report.aggregate import READ_COLUMNS
 
-    from curate.report import REPORT_PAGE, load_manifest, output_config
+    from curate import summary
+    from curate.report import REPORT_PAGE, ReportError, load_manifest, output_config
 
-    table = load_manifest(args.output, READ_COLUMNS)
+    try:
+        table = load_manifest(args.output, READ_COLUMNS)
+    except ReportError as exc:
+        print(f"curate: error: {exc}", file=sys.stderr)
+        return 2
     page = args.output / REPORT_PAGE
     note = f"report: {page}" if page.is_file() else f"no report yet: run `curate report {args.output}`"
     summary.render_table(table, Console(), title=args.output.name,
@@ -107,23 +118,38 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_or_index(args: argparse.Namespace) -> int:
+def _progress_bar(console: Console, quiet: bool, label: str) -> Progress:
+    return Progress(f"[progress.description]{label}", BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True, disable=quiet)
+
+
+def _index(args: argparse.Namespace) -> int:
+    from curate import indexing
+
     console = Console(stderr=True, quiet=args.quiet)
-    config = _config(args)
-    options = _options(args)
-    if args.command == "index":
-        records = pipeline.index(args.source, args.output, config, options)
-    else:
-        with Progress("[progress.description]{task.description}", BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                      transient=True, disable=args.quiet) as bar:
-            task = bar.add_task("building", total=None)
-            result = pipeline.build(args.source, args.output, config, options,
-                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
-        records = result.records
-        console.print(f"processed {result.processed} images, reused {result.reused} unchanged")
+    with _progress_bar(console, args.quiet, "indexing (batches)") as bar:
+        task = bar.add_task("index", total=None)
+        result = indexing.index(args.source, args.output, _config(args), _options(args),
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     if not args.quiet:
-        summary.render(records, Console())
+        from curate import summary
+
+        summary.render_table(result.table, Console())
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from curate import pipeline, summary
+
+    console = Console(stderr=True, quiet=args.quiet)
+    config, options = _config(args), _options(args)
+    with _progress_bar(console, args.quiet, "building") as bar:
+        task = bar.add_task("build", total=None)
+        result = pipeline.build(args.source, args.output, config, options,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"processed {result.processed} images, reused {result.reused} unchanged")
+    if not args.quiet:
+        summary.render(result.records, Console())
     return 0
 
 
@@ -132,11 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    commands = {"index": _build_or_index, "build": _build_or_index, "report": _report,
+    commands = {"index": _index, "build": _build, "report": _report,
                 "status": _status}
     try:
         return commands[args.command](args)
-    except (SourceError, ConfigError, ReportError) as exc:
+    except (SourceError, ConfigError) as exc:
         print(f"curate: error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from manifests.schema import SourceKind
 
-from curate.io import is_nifti
+from curate.headers import is_nifti
 
 BIDS_SKIP_DIRS = frozenset({"derivatives", "sourcedata", "code", "stimuli", "phenotype"})
 DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")

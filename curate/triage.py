@@ -6,6 +6,8 @@ A record leaves triage with ``included`` set and every applicable reason in
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from manifests.schema import PRETRAINING_MODALITIES, ExclusionReason, ImageRecord, Modality
 
 from curate.config import TriageConfig
@@ -16,7 +18,18 @@ _SIZE = ExclusionReason.SIZE.value
 _MODALITY = ExclusionReason.MODALITY.value
 
 
-def _modality_problem(record: ImageRecord) -> str | None:
+class HeaderFacts(Protocol):
+    """What the header rules read: an :class:`ImageRecord`, or anything with these fields."""
+
+    modality: str
+    ndim: int | None
+    n_volumes: int | None
+    fov_mm: tuple[float, ...] | None
+    spacing_mm: tuple[float, ...] | None
+    file_size_bytes: int | None
+
+
+def _modality_problem(record: HeaderFacts) -> str | None:
     ndim = record.ndim or 0
     volumes = record.n_volumes or 1
     if record.modality == Modality.DWI.value:
@@ -30,7 +43,7 @@ def _modality_problem(record: ImageRecord) -> str | None:
     return None
 
 
-def triage_reasons(record: ImageRecord, config: TriageConfig) -> tuple[list[str], list[str]]:
+def triage_reasons(record: HeaderFacts, config: TriageConfig) -> tuple[list[str], list[str]]:
     """The exclusion reasons (and their details) the header rules give ``record``."""
     details: list[str] = []
     reasons: list[str] = []

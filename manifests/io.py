@@ -14,13 +14,16 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests.schema import ARROW_SCHEMA, ImageRecord, records_to_table, table_to_records
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PART_GLOB = "part-*.parquet"
 
@@ -37,16 +40,25 @@ def write_part(manifest_dir: Path, records: Sequence[ImageRecord], run_id: str, 
 
     ``default_processed_at`` fills ``processed_at`` where a record has none.
     """
+    return write_table_part(manifest_dir, records_to_table(list(records)), run_id, seq,
+                            default_processed_at)
+
+
+def write_table_part(manifest_dir: Path, table: pa.Table, run_id: str, seq: int,
+                     default_processed_at: str | None = None) -> Path:
+    """:func:`write_part` for rows already in an Arrow table with :data:`ARROW_SCHEMA`."""
     manifest_dir.mkdir(parents=True, exist_ok=True)
     final = manifest_dir / f"part-{run_id}-{seq:06d}.parquet"
     tmp = manifest_dir / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-    table = records_to_table(list(records))
     if default_processed_at is not None:
         index = table.schema.get_field_index("processed_at")
         filled = pc.fill_null(table["processed_at"], default_processed_at)
         table = table.set_column(index, table.schema.field(index), filled)
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, final)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
     return final
 
 
@@ -94,7 +106,7 @@ def read_table(manifest_dir: Path | str, parts: Iterable[Path] | None = None,
     table = pa.concat_tables(tables)
     order = pa.array(range(table.num_rows), pa.int64())
     table = table.append_column("_order", order)
-    frame = table.select(["image_id", "processed_at", "_order"]).to_pandas()
+    frame = table.select(["image_id", "processed_at", "_order"]).to_pandas()  # imports pandas
     frame["processed_at"] = frame["processed_at"].fillna("")
     keep = frame.sort_values(["processed_at", "_order"]).drop_duplicates("image_id", keep="last")
     return table.take(pa.array(sorted(keep["_order"].tolist()))).drop_columns(["_order"])
@@ -105,7 +117,7 @@ def read_records(manifest_dir: Path | str) -> list[ImageRecord]:
     return table_to_records(read_table(manifest_dir))
 
 
-def read_frame(manifest_dir: Path | str) -> pd.DataFrame:
+def read_frame(manifest_dir: Path | str) -> "pd.DataFrame":
     """Read the manifest as a pandas DataFrame, one row per image."""
     return read_table(manifest_dir).to_pandas()
 

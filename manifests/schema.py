@@ -265,7 +265,10 @@ def records_to_table(records: list[ImageRecord]) -> pa.Table:
     if not records:
         return ARROW_SCHEMA.empty_table()
     rows = map(_GET_ALL, records)
-    columns = [list(column) for column in zip(*rows)]
+    n = len(records)
+    # Most columns of a fresh index are all null: pa.nulls skips converting n Python Nones.
+    columns = [pa.nulls(n, field.type) if column.count(None) == n else pa.array(column, field.type)
+               for column, field in zip(zip(*rows), ARROW_SCHEMA)]
     return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
 
 

@@ -44,7 +44,7 @@ def test_truncated_gzip_passes_the_header_but_not_the_build(bids_root, tmp_path,
     nib.save(_t1(mni_t1), str(path))
     path.write_bytes(path.read_bytes()[:400_000])
     indexed = {r.source_path: r for r in pipeline.index(
-        bids_root, tmp_path / "idx", CurateConfig(), pipeline.RunOptions(workers=1))}
+        bids_root, tmp_path / "idx", CurateConfig(), pipeline.RunOptions(workers=1)).records}
     assert indexed["sub-01/anat/sub-01_T1w.nii.gz"].included  # header still reads
     built = _build(bids_root, tmp_path / "out")["sub-01/anat/sub-01_T1w.nii.gz"]
     assert not built.included and built.exclusion_reasons == ("unreadable",)

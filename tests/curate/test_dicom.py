@@ -52,7 +52,7 @@ def test_two_series_in_one_folder_are_two_rows(tmp_path, volume, pydicom_mr) -> 
                        list(range(21, 171, 2)), pydicom_mr, seed=2)
     for f in (tree / "other").iterdir():
         f.rename(tree / "mixed" / f"b_{f.name}")
-    rows = pipeline.index(tree, tmp_path / "out", CurateConfig(), pipeline.RunOptions(workers=1))
+    rows = pipeline.index(tree, tmp_path / "out", CurateConfig(), pipeline.RunOptions(workers=1)).records
     assert sorted(r.modality for r in rows) == ["FLAIR", "T1w"]
 
 

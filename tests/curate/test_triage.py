@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from curate.config import TriageConfig
-from curate.index import NiftiTask, index_nifti
+from curate.index import IndexBatch, index_batch
 
 
 def _index(tmp_path: Path, img: nib.Nifti1Image, rel: str, config: TriageConfig = TriageConfig()):
     path = tmp_path / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(img, str(path))
-    task = NiftiTask(dataset="ds", root=str(tmp_path), rel_path=rel, kind="bids")
-    return index_nifti(task, config)
+    batch = IndexBatch(dataset="ds", root=str(tmp_path), kind="bids", rel_paths=(rel,))
+    return index_batch(batch, config)[0]
 
 
 def _int16(img: nib.Nifti1Image) -> nib.Nifti1Image:

@@ -1,0 +1,144 @@
+"""``curate index``: discover every image, index its header in batches on Dask, write the manifest.
+
+This is also the first step of ``curate build`` (:mod:`curate.pipeline`).
+It stays light to import (no pandas, no dask.distributed, no stages) because
+on a small collection importing is a large share of the whole run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from manifests import io as mio
+from manifests.schema import (
+    ARROW_SCHEMA,
+    ImageRecord,
+    SourceKind,
+    make_image_id,
+    records_to_table,
+    table_to_records,
+)
+
+from curate.config import CurateConfig, dump_config
+from curate.discover import SourceError, bids_roots, detect_kind, walk_bids, walk_plain
+from curate.execution import Progress, RunOptions, map_batches
+from curate.index import IndexBatch, index_batch_table, plan_batches
+from curate.atomic import write_text
+
+#: ``{image_id: (source root, image path, DICOM files relative to the root)}``.
+SourceFiles = dict[str, tuple[str, str, tuple[str, ...]]]
+
+
+@dataclass(slots=True)
+class IndexResult:
+    """One index pass: the manifest rows as a table, and where each image's files are."""
+
+    kind: SourceKind
+    table: pa.Table
+    batches: list[IndexBatch] = field(default_factory=list)
+    dicom_files: SourceFiles = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    _records: list[ImageRecord] | None = None
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def records(self) -> list[ImageRecord]:
+        """The rows as records (converted once, on first use)."""
+        if self._records is None:
+            self._records = table_to_records(self.table)
+        return self._records
+
+    def source_files(self) -> SourceFiles:
+        """Where to load each indexed image from."""
+        files = dict(self.dicom_files)
+        for batch in self.batches:
+            for rel in batch.rel_paths:
+                files[make_image_id(batch.dataset, rel)] = (batch.root, os.path.join(batch.root, rel), ())
+        return files
+
+
+def run_index(source: Path, config: CurateConfig, options: RunOptions,
+              progress: Progress | None = None) -> IndexResult:
+    """Discover and index every image under ``source`` (headers only)."""
+    if not source.is_dir():
+        raise SourceError(f"source {source} is not a readable directory")
+    kind = options.source_kind or detect_kind(source)
+    if kind is SourceKind.DICOM:
+        return _index_dicom(source, config, options, progress)
+    founds = [walk_bids(r) for r in bids_roots(source)] if kind is SourceKind.BIDS \
+        else [walk_plain(source, keep_all=False)]
+    batches: list[IndexBatch] = []
+    warnings: list[str] = []
+    size = max(1, config.execution.index_batch_size)
+    for found in founds:
+        batches.extend(plan_batches(found, kind, options.labels(), size))
+        warnings.extend(f"{found.name}: {w}" for w in found.walk_warnings)
+    small = sum(len(b.rel_paths) for b in batches) <= config.execution.small_collection
+    if not small:
+        # pyarrow loads pandas on its first conversion of Python objects (~0.3 s);
+        # do it once here so forked workers inherit it instead of each paying.
+        pa.array(["warm-up"], pa.string())
+    tables = map_batches(index_batch_table, batches, (config.triage,), options, small, progress)
+    table = pa.concat_tables(tables) if tables else ARROW_SCHEMA.empty_table()
+    return IndexResult(kind=kind, table=table, batches=batches, warnings=warnings)
+
+
+def _index_dicom(source: Path, config: CurateConfig, options: RunOptions,
+                 progress: Progress | None) -> IndexResult:
+    from curate import dicom  # pydicom is imported only for DICOM sources
+
+    found = walk_plain(source, keep_all=True)
+    paths = found.other_files + found.images
+    size = max(1, config.execution.index_batch_size)
+    batches = [paths[i: i + size] for i in range(0, len(paths), size)]
+    small = len(paths) <= config.execution.small_collection
+    headers = [h for part in map_batches(dicom.read_headers_batch, batches, (str(source),), options,
+                                         small, progress) for h in part]
+    labels = options.labels()
+    if labels is not None:
+        headers = [h for h in headers if h.get("PatientID") in labels]
+    records, series_files = dicom.series_records(source.name, headers, config.triage)
+    files = {image_id: (str(source), "", tuple(rels)) for image_id, rels in series_files.items()}
+    result = IndexResult(kind=SourceKind.DICOM, table=records_to_table(records), dicom_files=files,
+                         warnings=list(found.walk_warnings))
+    result._records = records
+    return result
+
+
+def write_manifest(output: Path, rows: pa.Table | list[ImageRecord], run_id: str,
+                   part_rows: int = 5000) -> None:
+    """Write rows as manifest parts and drop parts of older runs."""
+    table = rows if isinstance(rows, pa.Table) else records_to_table(list(rows))
+    manifest_dir = output / "manifests"
+    stamp = mio.now_iso()
+    for seq, start in enumerate(range(0, max(table.num_rows, 1), part_rows)):
+        mio.write_table_part(manifest_dir, table.slice(start, part_rows), run_id, seq,
+                             default_processed_at=stamp)
+    mio.compact(manifest_dir, run_id)
+
+
+def prepare_output(output: Path, config: CurateConfig) -> None:
+    """Create OUTPUT and write the effective config into it."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        write_text(output / "curate_config.toml", dump_config(config))
+    except OSError as exc:
+        raise SourceError(f"output {output} is not writable: {exc.strerror}") from exc
+
+
+def index(source: Path, output: Path, config: CurateConfig, options: RunOptions,
+          progress: Progress | None = None) -> IndexResult:
+    """``curate index``: header-only manifest of every image."""
+    prepare_output(output, config)
+    result = run_index(source, config, options, progress)
+    write_manifest(output, result.table, mio.new_run_id())
+    return result
+
+
+__all__ = ["IndexResult", "index", "prepare_output", "run_index", "write_manifest"]
