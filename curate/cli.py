@@ -118,19 +118,24 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(console: Console, quiet: bool, label: str) -> Progress:
+def _progress_bar(console: Console, quiet: bool, label: str, auto_refresh: bool = True) -> Progress:
     return Progress(f"[progress.description]{label}", BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True, disable=quiet)
+                    TimeElapsedColumn(), console=console, transient=True, disable=quiet,
+                    auto_refresh=auto_refresh)
 
 
 def _index(args: argparse.Namespace) -> int:
     from curate import indexing
 
     console = Console(stderr=True, quiet=args.quiet)
-    with _progress_bar(console, args.quiet, "indexing (batches)") as bar:
+    # No refresh thread: the index forks its workers, which is only safe while
+    # the process has a single thread (curate.execution); the bar is redrawn
+    # as each batch completes instead.
+    with _progress_bar(console, args.quiet, "indexing (batches)", auto_refresh=False) as bar:
         task = bar.add_task("index", total=None)
         result = indexing.index(args.source, args.output, _config(args), _options(args),
-                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                progress=lambda done, total: bar.update(task, completed=done, total=total,
+                                                                        refresh=True))
     if not args.quiet:
         from curate import summary
 

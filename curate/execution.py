@@ -57,13 +57,14 @@ def _start_method() -> str:
 class _Counter(Callback):
     """Calls ``progress(done, total)`` as Dask finishes each batch."""
 
-    def __init__(self, progress: Progress, total: int) -> None:
+    def __init__(self, progress: Progress, keys: set[str]) -> None:
         super().__init__()
-        self.progress, self.total, self.done = progress, total, 0
+        self.progress, self.keys, self.done = progress, keys, 0
 
     def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        self.done += 1
-        self.progress(self.done, self.total)
+        if key in self.keys:  # not the tasks that merely hold a batch's data
+            self.done += 1
+            self.progress(self.done, len(self.keys))
 
 
 def map_batches(func: Callable[..., Any], batches: Sequence[Any], extra: tuple[Any, ...],
@@ -82,7 +83,7 @@ def map_batches(func: Callable[..., Any], batches: Sequence[Any], extra: tuple[A
              for i, batch in enumerate(batches)]
     if options.scheduler:
         return _on_cluster(tasks, options.scheduler, progress)
-    counter = _Counter(progress, len(tasks)) if progress else Callback()
+    counter = _Counter(progress, {t.key for t in tasks}) if progress else Callback()
     with counter:
         if small or options.n_workers == 1 or len(batches) == 1:
             return list(dask.compute(*tasks, scheduler="sync"))

@@ -71,7 +71,7 @@ _MAGICS = (b"n+1", b"ni1", b"n+2", b"ni2")
 #: NIfTI datatype codes of plain numeric types, as numpy dtype names.  Rare
 #: codes (RGB, 128-bit floats) fall back to nibabel's table.
 _DTYPES = {
-    1: "bool", 2: "uint8", 4: "int16", 8: "int32", 16: "float32", 32: "complex64",
+    2: "uint8", 4: "int16", 8: "int32", 16: "float32", 32: "complex64",
     64: "float64", 256: "int8", 512: "uint16", 768: "uint32", 1024: "int64",
     1280: "uint64", 1792: "complex128",
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from curate import bids
 from curate.discover import walk_bids
 
@@ -62,3 +64,32 @@ def test_walk_skips_derivatives_sourcedata_code_and_dot_folders(tmp_path: Path) 
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
     assert walk_bids(tmp_path).images == ["sub-01/anat/sub-01_T1w.nii.gz"]
+
+
+@pytest.mark.parametrize("path", [
+    "sub-01/anat/sub-01_run-abc_run-3_T1w.nii.gz",
+    "sub-03/anat/sub-03_mt-on_part-mag_echo-2_flip-1_inv-2_MPM.nii.gz",
+    "sub-x+y/anat/sub-x+y_T2w.nii",
+    "sub-01/ses-1/dwi/sub-01_ses-1_dir-AP_dwi.nii.gz",
+    "sub-01/func/sub-01_task-rest_chunk-1_space-MNI_bold.nii.gz",
+    "sub-01/anat/sub-01_ce-gad_trc-FDG_stain-x_rec-mag_mod-T1w_defacemask.nii.gz",
+    "sub-02/fmap/sub-02_phasediff.nii.gz",
+])
+def test_every_entity_agrees_with_pybids(path: str) -> None:
+    from bids.layout import parse_file_entities
+
+    theirs = {k: str(v) for k, v in parse_file_entities("/" + path).items()
+              if k not in ("extension", "datatype")}
+    ours = bids.parse_entities(path)
+    assert {k: ours.get(k) for k in theirs} == theirs
+
+
+def test_sidecar_listing_is_parsed_once_for_all_extensions() -> None:
+    side = {"": ["dwi.json", "dwi.bval"],
+            "sub-01/dwi": ["sub-01_dwi.bval", "sub-01_dwi.bvec", "sub-01_acq-b_dwi.json", "sub-01_T1w.json"]}
+    index = bids.SidecarIndex(side)
+    found = index.applying_to("sub-01/dwi/sub-01_acq-b_dwi.nii.gz")
+    assert found == {".json": ["dwi.json", "sub-01/dwi/sub-01_acq-b_dwi.json"],
+                     ".bval": ["dwi.bval", "sub-01/dwi/sub-01_dwi.bval"],
+                     ".bvec": ["sub-01/dwi/sub-01_dwi.bvec"]}
+    assert index.applying_to("sub-01/dwi/sub-01_acq-c_dwi.nii.gz")[".json"] == ["dwi.json"]

@@ -1,0 +1,81 @@
+"""Index batches carry only what their images need; the batched Dask map keeps order and reports progress."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from manifests.schema import ARROW_SCHEMA, SourceKind
+
+from curate import execution
+from curate.config import TriageConfig
+from curate.discover import walk_bids
+from curate.index import index_batch, index_batch_table, plan_batches
+
+
+def _tree(root: Path, n: int) -> None:
+    (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.9.0"}')
+    (root / "T1w.json").write_text('{"Manufacturer": "GE"}')
+    rows = ["participant_id\tage"]
+    for i in range(1, n + 1):
+        anat = root / f"sub-{i:02d}" / "anat"
+        anat.mkdir(parents=True)
+        (anat / f"sub-{i:02d}_T1w.nii.gz").write_bytes(b"")
+        (anat / f"sub-{i:02d}_T1w.json").write_text(f'{{"EchoTime": {i}}}')
+        rows.append(f"sub-{i:02d}\t{20 + i}")
+    (root / "participants.tsv").write_text("\n".join(rows) + "\n")
+
+
+def test_each_batch_carries_only_its_own_sidecar_folders_and_participants(tmp_path: Path) -> None:
+    _tree(tmp_path, 5)
+    batches = plan_batches(walk_bids(tmp_path), SourceKind.BIDS, None, size=2)
+    assert [len(b.rel_paths) for b in batches] == [2, 2, 1]
+    first = batches[0]
+    assert set(first.sidecars_by_dir) == {"", "sub-01/anat", "sub-02/anat"}
+    assert set(first.participants) == {"01", "02"}
+    rows = [r for b in batches for r in index_batch(b, TriageConfig())]
+    assert [r.echo_time_s for r in rows] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert {r.manufacturer for r in rows} == {"GE"}  # inherited from the top-level sidecar
+    assert [r.age for r in rows] == [21.0, 22.0, 23.0, 24.0, 25.0]
+
+
+def test_participant_filter_happens_before_batching(tmp_path: Path) -> None:
+    _tree(tmp_path, 5)
+    batches = plan_batches(walk_bids(tmp_path), SourceKind.BIDS, frozenset({"02", "05"}), size=1)
+    assert [b.rel_paths[0].split("/")[0] for b in batches] == ["sub-02", "sub-05"]
+
+
+def test_batch_table_has_the_manifest_schema(tmp_path: Path) -> None:
+    _tree(tmp_path, 2)
+    (batch,) = plan_batches(walk_bids(tmp_path), SourceKind.BIDS, None, size=10)
+    table = index_batch_table(batch, TriageConfig())
+    assert table.schema.equals(ARROW_SCHEMA) and table.num_rows == 2
+    assert table.column("exclusion_reasons").to_pylist() == [["unreadable", "size"]] * 2
+
+
+def _square_all(batch: list[int]) -> list[int]:
+    return [x * x for x in batch]
+
+
+@pytest.mark.parametrize("workers, small", [(1, True), (2, False)])
+def test_map_batches_keeps_order_and_counts_progress(workers: int, small: bool) -> None:
+    seen: list[tuple[int, int]] = []
+    batches = [[1, 2], [3], [4, 5, 6]]
+    out = execution.map_batches(_square_all, batches, (), execution.RunOptions(workers=workers), small,
+                                progress=lambda done, total: seen.append((done, total)))
+    assert out == [[1, 4], [9], [16, 25, 36]]
+    assert seen[-1] == (3, 3) and len(seen) == 3
+
+
+def test_workers_are_forked_only_while_the_process_has_one_thread() -> None:
+    assert execution._start_method() in ("fork", "spawn")
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert execution._start_method() == "spawn"
+    finally:
+        stop.set()
+        thread.join()
