@@ -260,16 +260,49 @@ _TUPLE_FIELDS = frozenset(
 )
 
 
-def records_to_table(records: list[ImageRecord]) -> pa.Table:
-    """Convert records to an Arrow table with :data:`ARROW_SCHEMA`."""
-    if not records:
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(ImageRecord))
+_POSITION = {name: i for i, name in enumerate(_FIELD_NAMES)}
+_REQUIRED = object()
+_DEFAULTS = tuple(_REQUIRED if f.default is dataclasses.MISSING else f.default
+                  for f in dataclasses.fields(ImageRecord))
+
+
+def row_from_fields(fields: dict[str, Any]) -> tuple[Any, ...]:
+    """One row as a tuple in schema order: ``fields`` over the record's defaults.
+
+    The fast path for building many rows (the index pass): no dataclass is
+    made; :func:`rows_to_table` and ``ImageRecord(*row)`` take the result.
+
+    Raises
+    ------
+    KeyError
+        For a name that is not a manifest column.
+    ValueError
+        When a required column (``image_id``, ``dataset``, ...) is missing.
+    """
+    row = list(_DEFAULTS)
+    for name, value in fields.items():
+        row[_POSITION[name]] = value
+    if _REQUIRED in row:
+        missing = [n for n, v in zip(_FIELD_NAMES, row) if v is _REQUIRED]
+        raise ValueError(f"manifest row lacks required columns {missing}")
+    return tuple(row)
+
+
+def rows_to_table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    """Convert rows in schema order (see :func:`row_from_fields`) to an Arrow table."""
+    if not rows:
         return ARROW_SCHEMA.empty_table()
-    rows = map(_GET_ALL, records)
-    n = len(records)
+    n = len(rows)
     # Most columns of a fresh index are all null: pa.nulls skips converting n Python Nones.
     columns = [pa.nulls(n, field.type) if column.count(None) == n else pa.array(column, field.type)
                for column, field in zip(zip(*rows), ARROW_SCHEMA)]
     return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
+
+
+def records_to_table(records: list[ImageRecord]) -> pa.Table:
+    """Convert records to an Arrow table with :data:`ARROW_SCHEMA`."""
+    return rows_to_table(list(map(_GET_ALL, records)))
 
 
 def record_from_row(row: dict[str, Any]) -> ImageRecord:
@@ -289,12 +322,29 @@ def record_from_row(row: dict[str, Any]) -> ImageRecord:
 
 
 def table_to_records(table: pa.Table) -> list[ImageRecord]:
-    """Convert an Arrow table (any superset/subset of the schema) to records."""
-    return [record_from_row(row) for row in table.to_pylist()]
+    """Convert an Arrow table (any superset/subset of the schema) to records.
+
+    Column by column (``to_pylist`` per column, then positional records),
+    several times faster than a dict per row at 100k rows.
+    """
+    n = table.num_rows
+    present = set(table.column_names)
+    columns: list[Any] = []
+    for name, default in zip(_FIELD_NAMES, _DEFAULTS):
+        if name not in present:
+            if default is _REQUIRED:
+                raise ValueError(f"manifest table lacks required column {name!r}")
+            columns.append([default] * n)
+            continue
+        values = table.column(name).to_pylist()
+        if name in _TUPLE_FIELDS:
+            values = [None if v is None else tuple(v) for v in values]
+        columns.append(values)
+    return [ImageRecord(*row) for row in zip(*columns)]
 
 
 __all__ = [
     "ARROW_SCHEMA", "Anonymization", "ExclusionReason", "ImageRecord", "Modality",
     "PRETRAINING_MODALITIES", "SCHEMA_VERSION", "SourceKind", "make_image_id",
-    "record_from_row", "records_to_table", "table_to_records",
+    "record_from_row", "records_to_table", "row_from_fields", "rows_to_table", "table_to_records",
 ]

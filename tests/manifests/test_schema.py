@@ -79,3 +79,17 @@ def test_records_are_immutable() -> None:
 def test_exclusion_vocabulary_is_the_documented_one() -> None:
     assert {r.value for r in ExclusionReason} == {
         "fov", "spacing", "size", "unreadable", "empty", "modality", "gradients", "iqs"}
+
+
+def test_row_from_fields_fills_defaults_and_rejects_unknown_or_missing_columns() -> None:
+    from manifests.schema import ImageRecord, row_from_fields, rows_to_table, table_to_records
+
+    row = row_from_fields({"image_id": "a", "dataset": "d", "source_kind": "bids", "source_path": "x.nii",
+                           "modality": "T1w", "shape": (2, 3, 4), "included": True})
+    record = ImageRecord(*row)
+    assert record.shape == (2, 3, 4) and record.exclusion_reasons == () and record.iqs is None
+    assert table_to_records(rows_to_table([row])) == [record]
+    with pytest.raises(KeyError):
+        row_from_fields({"image_id": "a", "no_such_column": 1})
+    with pytest.raises(ValueError, match="dataset"):
+        row_from_fields({"image_id": "a", "source_kind": "bids", "source_path": "x", "modality": "T1w"})
