@@ -71,16 +71,39 @@ def plan_batches(found: DatasetFiles, kind: SourceKind, participant_labels: froz
             keep = [i for i, s in enumerate(subjects) if s in participant_labels]
             images, subjects = [images[i] for i in keep], [subjects[i] for i in keep]
     batches = []
+    listing: dict[str, set[str]] = {}
     for start in range(0, len(images), size):
         rels = tuple(images[start: start + size])
-        folders = {a for rel in rels for a in bids.folders_down_to(rel.rpartition("/")[0])} if is_bids \
-            else {rel.rpartition("/")[0] for rel in rels}
-        side = {d: found.sidecars_by_dir[d] for d in folders if d in found.sidecars_by_dir}
+        side = _bids_sidecars(found, rels) if is_bids else _same_stem_sidecars(found, rels, listing)
         rows = {s: participants[s] for s in set(subjects[start: start + size]) if s in participants}
         batches.append(IndexBatch(dataset=found.name, root=str(found.root), kind=kind.value,
                                   rel_paths=rels, sidecars_by_dir=side, participants=rows,
                                   warnings=warnings))
     return batches
+
+
+def _bids_sidecars(found: DatasetFiles, rels: tuple[str, ...]) -> dict[str, list[str]]:
+    """The sidecar listing of every folder whose files these images may inherit."""
+    folders = {f for rel in rels for f in bids.folders_down_to(rel.rpartition("/")[0])}
+    return {f: found.sidecars_by_dir[f] for f in folders if f in found.sidecars_by_dir}
+
+
+def _same_stem_sidecars(found: DatasetFiles, rels: tuple[str, ...],
+                        listing: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Only the sidecars named like these images (a clinical folder may hold 100k files).
+
+    ``listing`` caches each folder's names as a set across batches.
+    """
+    side: dict[str, list[str]] = {}
+    for rel in rels:
+        folder, _, name = rel.rpartition("/")
+        names = listing.get(folder)
+        if names is None:
+            names = listing[folder] = set(found.sidecars_by_dir.get(folder, ()))
+        stem = strip_nifti_suffix(name)
+        side.setdefault(folder, []).extend(stem + ext for ext in (".json", ".bval", ".bvec")
+                                           if stem + ext in names)
+    return side
 
 
 def _geometry(shape: tuple[int, ...], zooms: tuple[float, ...]) -> dict[str, Any]:
@@ -135,6 +158,7 @@ class _BatchContext:
         self.sidecars = bids.SidecarIndex(batch.sidecars_by_dir)
         self.rules: ModalityRules = load_rules()
         self._participants: dict[str, dict[str, Any]] = {}
+        self._siblings: dict[str, set[str]] = {}
 
     def participant(self, subject: str | None) -> dict[str, Any]:
         key = subject or ""
@@ -147,7 +171,9 @@ class _BatchContext:
             return self.sidecars.applying_to(rel_path)
         directory, _, name = rel_path.rpartition("/")
         stem = strip_nifti_suffix(name)
-        siblings = self.batch.sidecars_by_dir.get(directory, ())
+        siblings = self._siblings.get(directory)
+        if siblings is None:  # a set: a clinical folder may hold thousands of files
+            siblings = self._siblings[directory] = set(self.batch.sidecars_by_dir.get(directory, ()))
         prefix = f"{directory}/" if directory else ""
         return {ext: [prefix + stem + ext] if stem + ext in siblings else []
                 for ext in (".json", ".bval", ".bvec")}
