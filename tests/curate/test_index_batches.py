@@ -79,3 +79,19 @@ def test_workers_are_forked_only_while_the_process_has_one_thread() -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def test_clinical_batches_carry_only_sidecars_named_like_their_images(tmp_path: Path) -> None:
+    from curate.discover import walk_plain
+
+    folder = tmp_path / "patient1"
+    folder.mkdir()
+    for name in ("a.nii.gz", "b.nii.gz"):
+        (folder / name).write_bytes(b"")
+    (folder / "a.json").write_text('{"SeriesDescription": "t1_mprage_sag"}')
+    (folder / "unrelated.json").write_text("{}")
+    (batch,) = plan_batches(walk_plain(tmp_path, keep_all=False), SourceKind.NIFTI, None, size=10)
+    assert batch.sidecars_by_dir == {"patient1": ["a.json"]}
+    a, b = index_batch(batch, TriageConfig())
+    assert a.series_description == "t1_mprage_sag" and a.modality == "T1w"
+    assert b.series_description is None and b.subject == "patient1"
