@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("output", type=Path, help="output folder of a build")
     p_report.add_argument("--worst", type=int, metavar="N", help="show the N worst images by IQS")
     p_report.add_argument("--best", type=int, metavar="N", help="show the N best images by IQS")
-    p_report.add_argument("--source", type=Path, help="SOURCE of the build, to draw thumbnails of "
+    p_report.add_argument("--source", type=Path, help="SOURCE of the build (default: the one the build "
+                          "recorded in OUTPUT), to draw thumbnails of "
                           "source images the build did not draw")
     p_report.add_argument("--workers", type=int, default=0,
                           help="processes for missing thumbnails (default: all cores)")

@@ -7,6 +7,7 @@ on a small collection importing is a large share of the whole run.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from curate.config import CurateConfig, dump_config
 from curate.discover import SourceError, bids_roots, detect_kind, walk_bids, walk_plain
 from curate.execution import Progress, RunOptions, map_batches
 from curate.index import IndexBatch, index_batch_table, plan_batches
-from curate.atomic import write_text
+from curate.atomic import write_json, write_text
 
 #: ``{image_id: (source root, image path, DICOM files relative to the root)}``.
 SourceFiles = dict[str, tuple[str, str, tuple[str, ...]]]
@@ -132,13 +133,33 @@ def prepare_output(output: Path, config: CurateConfig) -> None:
         raise SourceError(f"output {output} is not writable: {exc.strerror}") from exc
 
 
+SOURCE_RECORD = "curate_source.json"
+
+
+def record_source(output: Path, source: Path, kind: SourceKind) -> None:
+    """Note in OUTPUT which SOURCE it was built from (``curate report`` finds images there)."""
+    write_json(output / SOURCE_RECORD, {"source": str(source.resolve()), "source_kind": kind.value})
+
+
+def recorded_source(output: Path) -> Path | None:
+    """The SOURCE recorded in ``output`` by the last index or build, if it still exists."""
+    try:
+        data = json.loads((output / SOURCE_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    source = Path(str(data.get("source", ""))) if isinstance(data, dict) else None
+    return source if source is not None and source.is_dir() else None
+
+
 def index(source: Path, output: Path, config: CurateConfig, options: RunOptions,
           progress: Progress | None = None) -> IndexResult:
     """``curate index``: header-only manifest of every image."""
     prepare_output(output, config)
     result = run_index(source, config, options, progress)
     write_manifest(output, result.table, mio.new_run_id())
+    record_source(output, source, result.kind)
     return result
 
 
-__all__ = ["IndexResult", "index", "prepare_output", "run_index", "write_manifest"]
+__all__ = ["IndexResult", "index", "prepare_output", "record_source", "recorded_source", "run_index",
+           "write_manifest"]

@@ -29,7 +29,7 @@ from curate.config import CurateConfig
 from curate.discover import SourceError
 from curate.execution import Progress, RunOptions
 from curate.finalize import as_stages_left_it, finalize
-from curate.indexing import IndexResult, index, prepare_output, run_index, write_manifest
+from curate.indexing import IndexResult, index, prepare_output, record_source, run_index, write_manifest
 from curate.stages import default_stages
 from curate.stages.base import Stage, StageContext, WorkItem
 from curate.stages.runner import process_batch, producer_of, reset, restore, stage_fingerprints
@@ -153,6 +153,7 @@ def build(source: Path, output: Path, config: CurateConfig, options: RunOptions,
     fps = stage_fingerprints(stages, config)
     ctx = StageContext(source_root=source, output_root=output, config=config)
     result = run_index(source, config, options)
+    record_source(output, source, result.kind)
     manifest_dir = output / "manifests"
     previous = {r.image_id: r for r in mio.read_records(manifest_dir)}
     items, starts, done = _plan(result, previous, stages, fps, ctx)

@@ -25,6 +25,7 @@ from qc.report.aggregate import READ_COLUMNS, prepare
 from qc.thumbnails import ThumbnailStyle
 
 from curate.config import ConfigError, CurateConfig, load_config
+from curate.indexing import recorded_source
 from curate.io import UnreadableImage, read_image, write_bytes, write_text
 from curate.stages.thumbnails import THUMBS_DIR, read_mask, render_thumbnail, thumbnail_path, thumbnail_style
 
@@ -171,6 +172,7 @@ def make_report(output: Path, worst: int | None = None, best: int | None = None,
     output = Path(output)
     table = load_manifest(output, READ_COLUMNS)
     config = config or output_config(output)
+    source = source or recorded_source(output)
     settings = config.report
     data = prepare(table)
     gallery = select(data.frame, settings.worst_n if worst is None else worst,

@@ -24,6 +24,7 @@ from PIL import Image
 from curate import pipeline
 from curate.cli import main
 from curate.config import CurateConfig
+from curate.indexing import SOURCE_RECORD, recorded_source
 from curate.report import ReportError, ensure_thumbnails, load_manifest, make_report
 from curate.stages.thumbnails import thumbnail_path, thumbnail_style
 from qc.report.aggregate import prepare
@@ -94,12 +95,20 @@ def test_report_draws_missing_thumbnails_from_source(built: tuple[Path, Path]) -
     good = [r["image_id"] for r in load_manifest(out).to_pylist() if r["included"]]
     for image_id in good:
         thumbnail_path(out, image_id).unlink()
+    record = out / SOURCE_RECORD
+    assert recorded_source(out) == src.resolve()
+    saved = record.read_bytes()
+    record.unlink()  # as for a build made before SOURCE was recorded
     without = make_report(out)
     assert set(without.missing) == set(good) and "--source" in without.missing[good[0]]
     assert 'class="missing"' in without.path.read_text()
     drawn = make_report(out, source=src)
     assert drawn.rendered == len(good) and not drawn.missing
     assert all(thumbnail_path(out, i).is_file() for i in good)
+    for image_id in good:
+        thumbnail_path(out, image_id).unlink()
+    record.write_bytes(saved)
+    assert make_report(out).rendered == len(good)  # SOURCE found from the build's record
 
 
 @pytest.mark.slow
