@@ -15,10 +15,13 @@ so a reader never sees half a file.
 
 Compression (measured on random 160^3 crops, one thread; docs/loader.md):
 
-* image: LZ4HC level 5 with byte shuffle.  It decodes about 2.5x faster than
-  ZSTD level 1 (3.3 vs 8.5 ms for the float16 crop) for files ~12 % larger
-  (1.33x the source ``.nii.gz`` on the benchmark head, budget 1.5x); LZ4 and
-  BLOSCLZ decode no faster and make files 1.45-1.55x; bit shuffle is slower.
+* image: LZ4HC level 1 with byte shuffle.  It decodes about 2.5x faster than
+  ZSTD level 1 (~3.5 vs ~8.5 ms for the float16 crop) for files ~13 % larger
+  (1.39x the source ``.nii.gz`` on the benchmark head, 1.16x on the MNI
+  template; budget 1.5x).  Higher LZ4HC levels shrink files by 3-5 % but
+  double the write time (0.36-0.42 s vs 0.17-0.3 s for the head on this shared
+  machine, budget 0.5 s) and decode no faster; LZ4 and BLOSCLZ decode no
+  faster and make files 1.45-1.55x; bit shuffle decodes slower.
 * masks: BLOSCLZ with *no* filter.  Byte shuffle on a 1-byte type is not free in
   blosc2: it cost ~3 ms per crop on its own, and ZSTD decodes these mostly
   constant blocks slower than BLOSCLZ (1.7 vs 0.85 ms); the masks stay ~2 % of
@@ -70,7 +73,7 @@ def _cparams(codec: str, clevel: int, shuffle: bool) -> dict[str, Any]:
 
 
 def write_array(path: Path, image: np.ndarray, masks: np.ndarray, meta: dict[str, Any], *,
-                image_dtype: str = "float16", codec: str = "LZ4HC", clevel: int = 5,
+                image_dtype: str = "float16", codec: str = "LZ4HC", clevel: int = 1,
                 masks_codec: str = "BLOSCLZ", masks_clevel: int = 5,
                 chunks: tuple[int, ...] = (64, 64, 64), blocks: tuple[int, ...] = (32, 32, 64)) -> int:
     """Write one array file atomically; returns its size in bytes.

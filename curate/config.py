@@ -171,7 +171,7 @@ class ArraysConfig:
     normalization: str = "image"
     image_dtype: str = "float16"
     codec: str = "LZ4HC"
-    clevel: int = 5
+    clevel: int = 1
     masks_codec: str = "BLOSCLZ"
     masks_clevel: int = 5
     chunks: tuple[int, ...] = (64, 64, 64)

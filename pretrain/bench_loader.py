@@ -19,12 +19,13 @@ Prints one markdown table, every number measured in this run on this machine:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import blosc2
@@ -54,6 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", type=int, default=12, help="raw crops per read method")
     p.add_argument("--gpu-samples-per-s", type=float, help="measured GPU demand for the worker estimate")
     return p
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run the block with one torch thread (our float16 -> float32 conversion uses torch).
+
+    Two intra-op threads on a shared 2-core machine made each conversion ~8 ms instead of
+    ~1 ms (threads waiting on a descheduled peer), and a loader worker has one thread anyway.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _median_ms(times: list[float]) -> float:
@@ -269,7 +285,8 @@ def run(args: argparse.Namespace) -> list[str]:
     sizes, sources, affines = _manifest_info(args.output, args.source)
     P, W, B = args.patch_size, args.workers, args.batch_size
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
-        reads = raw_reads(entries, sources, P, args.crops, affines, Path(tmp))
+        with _one_torch_thread():  # like a loader worker, and like the single-threaded baselines
+            reads = raw_reads(entries, sources, P, args.crops, affines, Path(tmp))
         writes, ratios = write_stats(entries, sizes, Path(tmp))
     ours_ms, nifti_ms, mmap_ms, stored_ms = (_median_ms(reads[k]) for k in ("ours", "nifti", "mmap", "mmap_stored"))
     slot = args.seconds / 4
