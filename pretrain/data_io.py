@@ -91,7 +91,9 @@ def open_array(path: Path) -> ArrayHandle:
     if not path.is_file():
         raise ArrayFileError(f"{path}: no such file")
     try:
-        store = blosc2.DictStore(str(path), mode="r")
+        # mmap_mode="r": blosc2 otherwise re-opens and reads the file for every chunk a crop
+        # touches (up to 64 per array); mapped, the same 160^3 crop decoded ~25 % faster here.
+        store = blosc2.DictStore(str(path), mode="r", mmap_mode="r")
         image, masks = store["/image"], store["/masks"]
         meta = dict(image.vlmeta[META_KEY]) if META_KEY in image.vlmeta else None
     except _OPEN_ERRORS as exc:
