@@ -4,7 +4,8 @@ Usage: ``python benchmarks/bench_array_format.py OUTPUT [--crops 12]`` where OUT
 ``curate build`` output with arrays (e.g. from ``benchmarks/make_loader_output.py``).
 Every stored image (float16) and its packed masks are rewritten in each candidate
 layout; then the same random 160^3 crops are read from every candidate, interleaved,
-one thread (blosc2 and torch), unless a row says otherwise.  Columns:
+one thread (blosc2 and torch), unless a row says otherwise; blosc2 files are opened
+memory-mapped, as the loader opens them.  Columns:
 
 * crop ms, stored: image (float16) + masks as stored;
 * crop ms, float32: the same plus the float16 -> float32 conversion the loader does
@@ -139,11 +140,11 @@ def _write_zarr(cand: Candidate, root: Path, image: np.ndarray, masks: np.ndarra
 def reader(cand: Candidate, path: Path) -> Callable[[Window], tuple[np.ndarray, np.ndarray]]:
     """A function reading one window as stored: ``(image, masks)``."""
     if cand.kind == "b2z":
-        store = blosc2.DictStore(str(path), mode="r", dparams=blosc2.DParams(nthreads=cand.threads))
+        store = blosc2.DictStore(str(path), mode="r", mmap_mode="r", dparams=blosc2.DParams(nthreads=cand.threads))
         image, masks = store["/image"], store["/masks"]
         return lambda w: (image[w], masks[w])
     if cand.kind == "b2nd":
-        arr = blosc2.open(str(path), mode="r")
+        arr = blosc2.open(str(path), mode="r", mmap_mode="r")
 
         def structured(w: Window) -> tuple[np.ndarray, np.ndarray]:
             region = arr[w]
