@@ -121,7 +121,8 @@ def raw_reads(entries: list[ImageEntry], sources: dict[str, Path], patch: int, n
         hi = np.minimum(lo + patch, shape)
         window = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         times["ours"].append(_timed(lambda: handle.read(lo, hi)))
-        times["ours_stored"].append(_timed(lambda: handle.read_stored(lo, hi)))
+        fresh = open_array(Path(entry.path))  # a fresh mapping, as the loader opens one per sample
+        times["ours_stored"].append(_timed(lambda: fresh.read_stored(lo, hi)))
         f32, stored, msk = mm[entry.image_id]
         times["mmap"].append(_timed(lambda: _mmap_read(f32, msk, window)))
         times["mmap_stored"].append(_timed(lambda: _mmap_read(stored, msk, window)))
