@@ -39,8 +39,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 import manifests
 
 from pretrain.augment import AugmentConfig, crop_and_flip, region_masks, resample, sample_grid, sample_params, source_window
-from pretrain.data_io import (ArrayFileError, ArrayHandle, open_array, sample_centre, split_masks,
-                              to_float32)
+from pretrain.data_io import ArrayFileError, ArrayHandle, open_array, sample_centre, split_masks
 
 log = logging.getLogger(__name__)
 
@@ -229,12 +228,11 @@ class CropDataset(IterableDataset):
         start = np.rint(centre - (self.patch - 1) / 2.0).astype(int)
         lo = np.maximum(start, 0)
         hi = np.minimum(start + self.patch, np.array(handle.shape))
-        # pad and mirror in the stored dtype (float16: half the bytes to move), convert once at the end
-        image, masks = handle.read_stored(lo, hi)
+        image, masks = handle.read(lo, hi)  # float32, decoded and converted slab by slab
         image, valid = crop_and_flip(image[None], lo, start, self.patch, flips)
         masks, _ = crop_and_flip(masks[None], lo, start, self.patch, flips)
         anatomy, anon = split_masks(masks)
-        return {"image": torch.from_numpy(to_float32(image)), "anon_mask": torch.from_numpy(anon),
+        return {"image": torch.from_numpy(image), "anon_mask": torch.from_numpy(anon),
                 "anatomy_mask": torch.from_numpy(anatomy), "valid": torch.from_numpy(valid[None])}
 
     def _resampled(self, handle: ArrayHandle, centre: np.ndarray, matrix: np.ndarray) -> Sample:

@@ -9,9 +9,9 @@ tissue.  Only the blocks a crop touches are decompressed.
 The stored float16 becomes float32 through torch, not numpy: numpy's
 ``astype`` from float16 runs a scalar loop here (6.8 ms for a 160^3 crop, as
 long as decompressing it), torch's copy kernel uses the CPU's vector
-half-to-float instructions (0.5-1 ms on one thread, same exact values).  The loader keeps the
-stored dtype through cropping and mirroring and converts once at the end
-(:meth:`ArrayHandle.read_stored`).
+half-to-float instructions (0.5-1 ms on one thread, same exact values).
+:meth:`ArrayHandle.read` goes further and converts slab by slab while each
+decoded slab is still in cache.
 """
 
 from __future__ import annotations

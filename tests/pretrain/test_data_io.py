@@ -90,3 +90,26 @@ def test_split_masks_gives_uint8_zero_one():
     anatomy, anon = split_masks(packed)
     assert anatomy.dtype == np.uint8 and anon.dtype == np.uint8
     assert anatomy.tolist() == [0, 1, 0, 1, 1] and anon.tolist() == [0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("shape", [(50, 40, 45), (130, 70, 66)])
+def test_slabbed_read_matches_a_whole_read_for_any_chunk_and_block_grid(tmp_path, shape):
+    # (50, ...) clips chunks to 50, which 32-deep blocks do not divide; (130, ...) spans three chunks
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=shape).astype(np.float32)
+    masks = (rng.random(shape) < 0.5).astype(np.uint8)
+    path = tmp_path / "a.b2z"
+    write_array(path, image, masks, {})
+    handle = open_array(path)
+    for lo, hi in (([0, 0, 0], shape), ([1, 2, 3], [49, 39, 44]), ([31, 0, 0], [33, 5, 5])):
+        out, packed = handle.read(np.array(lo), np.array(hi))
+        window = tuple(slice(a, b) for a, b in zip(lo, hi))
+        assert np.array_equal(out, image[window].astype(np.float16).astype(np.float32))
+        assert np.array_equal(packed, masks[window])
+
+
+def test_float32_files_are_read_without_conversion(tmp_path, prepared):
+    path = tmp_path / "f32.b2z"
+    write_array(path, prepared.image, prepared.masks, {}, image_dtype="float32")
+    image, _ = open_array(path).read(np.array([0, 0, 0]), np.array([20, 20, 20]))
+    assert image.dtype == np.float32 and np.array_equal(image, prepared.image[:20, :20, :20])
