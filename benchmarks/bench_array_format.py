@@ -8,8 +8,10 @@ one thread (blosc2 and torch), unless a row says otherwise; blosc2 files are ope
 memory-mapped, as the loader opens them.  Columns:
 
 * crop ms, stored: image (float16) + masks as stored;
-* crop ms, float32: the same plus the float16 -> float32 conversion the loader does
-  (:func:`pretrain.data_io.to_float32`), i.e. what ``ArrayHandle.read`` returns;
+* crop ms, float32: float32 image + masks, what the loader needs: for our layout
+  ``ArrayHandle.read``'s slab-by-slab decode and convert
+  (:func:`pretrain.data_io.decode_float32`), for the others the stored read then
+  :func:`pretrain.data_io.to_float32`;
 * write s/image, size against the source ``.nii.gz`` (median over images; the
   manifest's ``file_size_bytes``), MB and files per image.
 
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 import manifests
-from pretrain.data_io import to_float32
+from pretrain.data_io import decode_float32, to_float32
 
 C, F = blosc2.Codec, blosc2.Filter
 Window = tuple[slice, ...]
@@ -137,12 +139,22 @@ def _write_zarr(cand: Candidate, root: Path, image: np.ndarray, masks: np.ndarra
     return path
 
 
-def reader(cand: Candidate, path: Path) -> Callable[[Window], tuple[np.ndarray, np.ndarray]]:
-    """A function reading one window as stored: ``(image, masks)``."""
+def reader(cand: Candidate, path: Path) -> tuple[Callable[[Window], tuple[np.ndarray, np.ndarray]],
+                                                 Callable[[Window], np.ndarray]]:
+    """Functions reading one window: as stored ``(image, masks)``, and the image as float32.
+
+    For our layout the float32 read is the loader's (:func:`pretrain.data_io.decode_float32`,
+    slab by slab); for the others it is the stored read then :func:`pretrain.data_io.to_float32`.
+    """
     if cand.kind == "b2z":
         store = blosc2.DictStore(str(path), mode="r", mmap_mode="r", dparams=blosc2.DParams(nthreads=cand.threads))
         image, masks = store["/image"], store["/masks"]
-        return lambda w: (image[w], masks[w])
+        return (lambda w: (image[w], masks[w])), (lambda w: (decode_float32(image, w), masks[w]))
+    stored = _stored_reader(cand, path)
+    return stored, (lambda w: (lambda im, m: (to_float32(im), m))(*stored(w)))
+
+
+def _stored_reader(cand: Candidate, path: Path) -> Callable[[Window], tuple[np.ndarray, np.ndarray]]:
     if cand.kind == "b2nd":
         arr = blosc2.open(str(path), mode="r", mmap_mode="r")
 
@@ -206,15 +218,11 @@ def measure(arrays: list[Path], crops: int, sizes: dict[str, int]) -> dict[str, 
     return stats
 
 
-def _time_crop(read: Callable[[Window], tuple[np.ndarray, np.ndarray]], window: Window,
-               s: dict[str, list[float]]) -> None:
-    start = time.perf_counter()
-    read(window)
-    s["stored"].append(time.perf_counter() - start)
-    start = time.perf_counter()
-    image, _ = read(window)
-    to_float32(image)
-    s["f32"].append(time.perf_counter() - start)
+def _time_crop(read: tuple[Callable, Callable], window: Window, s: dict[str, list[float]]) -> None:
+    for key, fn in zip(("stored", "f32"), read):
+        start = time.perf_counter()
+        fn(window)
+        s[key].append(time.perf_counter() - start)
 
 
 def table(stats: dict[str, dict[str, list[float]]]) -> list[str]:

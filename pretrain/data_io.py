@@ -59,26 +59,30 @@ class ArrayHandle:
             raise ArrayFileError(f"{self.path}: cannot decompress region: {exc}") from exc
 
     def read(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Image (float32) and packed masks (uint8) of the half-open box ``[lo, hi)``.
-
-        The image is decoded in slabs one block deep (axis 0) into a small reused
-        buffer and each slab is converted into the float32 result while it is still
-        in cache: no whole float16 crop is allocated and streamed through memory
-        a second time.  Measured on 160^3 crops: 5.8 ms against 6.7 ms for decode
-        then convert (the float16 decode alone: 5.4 ms).
-        """
+        """Image (float32, see :func:`decode_float32`) and packed masks (uint8) of the box ``[lo, hi)``."""
         window = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-        if self.image.dtype == np.float32:
-            return self.read_stored(lo, hi)
-        out = np.empty(tuple(s.stop - s.start for s in window), np.float32)
-        target, first = torch.from_numpy(out), window[0].start
         try:
-            for start, stop in _slabs(first, window[0].stop, self.image.chunks[0], self.image.blocks[0]):
-                target[start - first:stop - first].copy_(_decode_slab(self.image, (slice(start, stop), *window[1:])))
-            masks = self.masks[window]
+            return decode_float32(self.image, window), self.masks[window]
         except _OPEN_ERRORS as exc:
             raise ArrayFileError(f"{self.path}: cannot decompress region: {exc}") from exc
-        return out, masks
+
+
+def decode_float32(array: blosc2.NDArray, window: tuple[slice, ...]) -> np.ndarray:
+    """``array[window]`` as float32, decoded in slabs one block deep (axis 0).
+
+    Each slab is decoded into a small reused buffer and converted into the float32
+    result while it is still in cache: no whole float16 crop is allocated and
+    streamed through memory a second time.  Measured on 160^3 crops: 5.8 ms
+    against 6.7 ms for decode-then-convert (the float16 decode alone: 5.4 ms).
+    ``window`` holds plain ``slice(start, stop)`` objects inside the array.
+    """
+    if array.dtype == np.float32:
+        return array[window]
+    out = np.empty(tuple(s.stop - s.start for s in window), np.float32)
+    target, first = torch.from_numpy(out), window[0].start
+    for start, stop in _slabs(first, window[0].stop, array.chunks[0], array.blocks[0]):
+        target[start - first:stop - first].copy_(_decode_slab(array, (slice(start, stop), *window[1:])))
+    return out
 
 
 def _slabs(start: int, stop: int, chunk: int, block: int) -> list[tuple[int, int]]:
