@@ -17,7 +17,7 @@ Compression (measured on random 160^3 crops, one thread; docs/loader.md):
 
 * image: LZ4HC level 1 with byte shuffle.  It decodes about 2.5x faster than
   ZSTD level 1 (~3.5 vs ~8.5 ms for the float16 crop) for files ~13 % larger
-  (1.39x the source ``.nii.gz`` on the benchmark head, 1.16x on the MNI
+  (1.39x the source ``.nii.gz`` on the benchmark head, 1.25x on the MNI
   template; budget 1.5x).  Higher LZ4HC levels shrink files by 3-5 % but
   double the write time (0.36-0.42 s vs 0.17-0.3 s for the head on this shared
   machine, budget 0.5 s) and decode no faster; LZ4 and BLOSCLZ decode no
