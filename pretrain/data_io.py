@@ -134,6 +134,36 @@ def to_float32(array: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Where blosc2's ``DictStore`` keeps the arrays ``/image`` and ``/masks`` inside the ``.b2z`` zip.
+_MEMBERS = ("image.b2nd", "masks.b2nd")
+
+
+def _open_members(path: Path) -> tuple[object, blosc2.NDArray, blosc2.NDArray]:
+    """``(store, image, masks)``: the two arrays opened read-only and memory-mapped.
+
+    Memory-mapped because blosc2 otherwise re-opens and reads the file for every
+    chunk a crop touches (up to 64 per array): the same 160^3 crop decoded ~25 %
+    faster mapped.  The arrays are opened in place at their zip offsets (the
+    ``DictStore`` stores its members uncompressed, which is what makes this
+    possible): 0.23 ms instead of 1.0 ms for ``DictStore`` itself, which also
+    sets up its write machinery; the loader opens one file per sample.  A file
+    laid out otherwise falls back to ``DictStore``.
+    """
+    with zipfile.ZipFile(path) as archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        if all(name in infos and infos[name].compress_type == zipfile.ZIP_STORED for name in _MEMBERS):
+            offsets = []
+            for name in _MEMBERS:  # data start = local header (30 bytes + name + extra field)
+                archive.fp.seek(infos[name].header_offset)  # type: ignore[union-attr]
+                header = archive.fp.read(30)  # type: ignore[union-attr]
+                offsets.append(infos[name].header_offset + 30 + int.from_bytes(header[26:28], "little")
+                               + int.from_bytes(header[28:30], "little"))
+            image, masks = (blosc2.open(str(path), mode="r", offset=o, mmap_mode="r") for o in offsets)
+            return None, image, masks
+    store = blosc2.DictStore(str(path), mode="r", mmap_mode="r")
+    return store, store["/image"], store["/masks"]
+
+
 def open_array(path: Path) -> ArrayHandle:
     """Open an array file for region reads.
 
@@ -145,11 +175,10 @@ def open_array(path: Path) -> ArrayHandle:
     if not path.is_file():
         raise ArrayFileError(f"{path}: no such file")
     try:
-        # mmap_mode="r": blosc2 otherwise re-opens and reads the file for every chunk a crop
-        # touches (up to 64 per array); mapped, the same 160^3 crop decoded ~25 % faster here.
-        store = blosc2.DictStore(str(path), mode="r", mmap_mode="r")
-        image, masks = store["/image"], store["/masks"]
-        meta = dict(image.vlmeta[META_KEY]) if META_KEY in image.vlmeta else None
+        store, image, masks = _open_members(path)
+        meta = dict(image.vlmeta[META_KEY])
+    except KeyError:
+        meta = None
     except _OPEN_ERRORS as exc:
         raise ArrayFileError(f"{path}: {type(exc).__name__}: {exc}") from exc
     if meta is None or image.ndim != 3 or masks.shape != image.shape:

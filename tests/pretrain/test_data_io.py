@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import blosc2
@@ -113,3 +114,15 @@ def test_float32_files_are_read_without_conversion(tmp_path, prepared):
     write_array(path, prepared.image, prepared.masks, {}, image_dtype="float32")
     image, _ = open_array(path).read(np.array([0, 0, 0]), np.array([20, 20, 20]))
     assert image.dtype == np.float32 and np.array_equal(image, prepared.image[:20, :20, :20])
+
+
+def test_a_zip_with_compressed_members_is_not_read_in_place(tmp_path, prepared):
+    # the in-place open needs uncompressed members; anything else goes through DictStore,
+    # which refuses this file, and the loader gets a clear ArrayFileError instead of garbage
+    good, bad = tmp_path / "good.b2z", tmp_path / "bad.b2z"
+    write_array(good, prepared.image, prepared.masks, {})
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    with pytest.raises(ArrayFileError):
+        open_array(bad).read(np.array([0, 0, 0]), np.array([8, 8, 8]))
