@@ -79,6 +79,8 @@ def decode_float32(array: blosc2.NDArray, window: tuple[slice, ...]) -> np.ndarr
     if array.dtype == np.float32:
         return array[window]
     out = np.empty(tuple(s.stop - s.start for s in window), np.float32)
+    if out.size == 0:
+        return out
     target, first = torch.from_numpy(out), window[0].start
     for start, stop in _slabs(first, window[0].stop, array.chunks[0], array.blocks[0]):
         target[start - first:stop - first].copy_(_decode_slab(array, (slice(start, stop), *window[1:])))

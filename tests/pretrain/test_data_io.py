@@ -102,7 +102,7 @@ def test_slabbed_read_matches_a_whole_read_for_any_chunk_and_block_grid(tmp_path
     path = tmp_path / "a.b2z"
     write_array(path, image, masks, {})
     handle = open_array(path)
-    for lo, hi in (([0, 0, 0], shape), ([1, 2, 3], [49, 39, 44]), ([31, 0, 0], [33, 5, 5])):
+    for lo, hi in (([0, 0, 0], shape), ([1, 2, 3], [49, 39, 44]), ([31, 0, 0], [33, 5, 5]), ([4, 4, 4], [4, 9, 9])):
         out, packed = handle.read(np.array(lo), np.array(hi))
         window = tuple(slice(a, b) for a, b in zip(lo, hi))
         assert np.array_equal(out, image[window].astype(np.float16).astype(np.float32))
