@@ -156,9 +156,11 @@ class ArraysConfig:
     ``"linear"``; masks are always resampled nearest-neighbour.  ``normalization``
     z-scores over the whole cropped image (``"image"``, nnssl's default) or within
     the anatomy mask (``"anatomy"``).  Resampling is skipped when every axis is
-    within ``spacing_tolerance_mm`` of the target.  ``codec``/``clevel``/``chunks``/
-    ``blocks`` are the blosc2 storage settings chosen for random 160^3 crops
-    (docs/loader.md has the measurements behind them).
+    within ``spacing_tolerance_mm`` of the target.  ``codec``/``clevel`` (image,
+    byte shuffle), ``masks_codec``/``masks_clevel`` (packed masks, no filter) and
+    ``chunks``/``blocks`` are the blosc2 storage settings chosen for random 160^3
+    crops (docs/loader.md and ``benchmarks/bench_array_format.py`` have the
+    measurements behind them).
     """
 
     enabled: bool = True
@@ -168,10 +170,12 @@ class ArraysConfig:
     margin_mm: float = 8.0
     normalization: str = "image"
     image_dtype: str = "float16"
-    codec: str = "ZSTD"
+    codec: str = "LZ4HC"
     clevel: int = 1
+    masks_codec: str = "BLOSCLZ"
+    masks_clevel: int = 5
     chunks: tuple[int, ...] = (64, 64, 64)
-    blocks: tuple[int, ...] = (32, 32, 32)
+    blocks: tuple[int, ...] = (32, 32, 64)
     folder: str = "arrays"
 
 

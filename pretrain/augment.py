@@ -151,12 +151,15 @@ def crop_and_flip(region: np.ndarray, lo: np.ndarray, start: np.ndarray, patch: 
     ``start`` is the patch origin in array coordinates (may be negative: padding).
     Returns ``(patch C x P^3, valid P^3 bool)``.
     """
-    out = np.zeros((region.shape[0], patch, patch, patch), dtype=region.dtype)
-    valid = np.zeros((patch,) * 3, dtype=bool)
-    src = tuple(slice(0, n) for n in region.shape[1:])
-    dst = tuple(slice(int(a - s), int(a - s) + n) for a, s, n in zip(lo, start, region.shape[1:]))
-    out[(slice(None), *dst)] = region[(slice(None), *src)]
-    valid[dst] = True
+    if tuple(region.shape[1:]) == (patch,) * 3 and np.array_equal(lo, start):
+        out, valid = region, np.ones((patch,) * 3, dtype=bool)  # the usual case: no padding, no copy
+    else:
+        out = np.zeros((region.shape[0], patch, patch, patch), dtype=region.dtype)
+        valid = np.zeros((patch,) * 3, dtype=bool)
+        src = tuple(slice(0, n) for n in region.shape[1:])
+        dst = tuple(slice(int(a - s), int(a - s) + n) for a, s, n in zip(lo, start, region.shape[1:]))
+        out[(slice(None), *dst)] = region[(slice(None), *src)]
+        valid[dst] = True
     axes = tuple(i for i in range(3) if flips[i] < 0)
     if axes:
         out = np.flip(out, axis=tuple(a + 1 for a in axes))

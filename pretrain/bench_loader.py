@@ -19,12 +19,13 @@ Prints one markdown table, every number measured in this run on this machine:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import blosc2
@@ -37,7 +38,7 @@ import manifests
 from pretrain.augment import region_masks, resample, rotation_matrix, sample_grid, source_window
 from pretrain.bench_nnssl import NnsslWayDataset, baseline_name
 from pretrain.data import CropDataset, ImageEntry, _worker_init, select_entries, single_threaded_blosc2
-from pretrain.data_io import open_array
+from pretrain.data_io import open_array, to_float32
 
 #: Assumed GPU demand when none is given: ResEnc-L MAE, batch 8 of 160^3, ~1 step/s (A100, bf16).
 ASSUMED_SAMPLES_PER_S = 8.0
@@ -56,6 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run the block with one torch thread (our float16 -> float32 conversion uses torch).
+
+    Two intra-op threads on a shared 2-core machine made each conversion ~8 ms instead of
+    ~1 ms (threads waiting on a descheduled peer), and a loader worker has one thread anyway.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _median_ms(times: list[float]) -> float:
     return 1000.0 * statistics.median(times) if times else float("nan")
 
@@ -66,19 +82,39 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def _uncompressed_copies(entries: list[ImageEntry], tmp: Path) -> dict[str, tuple[Path, Path, Path]]:
+    """``.npy`` copies per image: float32 image, stored-dtype image, packed masks."""
+    paths: dict[str, tuple[Path, Path, Path]] = {}
+    for entry in entries:
+        handle = open_array(Path(entry.path))
+        stored = handle.image[...]
+        paths[entry.image_id] = tuple(tmp / f"{entry.image_id}_{kind}.npy" for kind in ("f32", "stored", "msk"))
+        for path, data in zip(paths[entry.image_id], (to_float32(stored), stored, handle.masks[...])):
+            np.save(path, data)
+    return paths
+
+
+def _mmap_read(image: Path, masks: Path, window: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return to_float32(np.array(np.load(image, mmap_mode="r")[window])), np.array(np.load(masks, mmap_mode="r")[window])
+
+
 def raw_reads(entries: list[ImageEntry], sources: dict[str, Path], patch: int, n: int,
               affines: dict[str, np.ndarray], tmp: Path) -> dict[str, list[float]]:
-    """Seconds per crop for ours / NIfTI / memory-mapped, on the same crops (interleaved)."""
+    """Seconds per crop on the same crops (interleaved), float32 image + uint8 masks out.
+
+    Every method opens its file and reads the crop, timed together, one thread.
+
+    ``ours``: our file; ``nifti``: nibabel full load + slice; ``mmap``: an
+    uncompressed float32 ``.npy`` memory map (the usual uncompressed cache);
+    ``mmap_stored``: an uncompressed memory map of the stored dtype (float16),
+    converted to float32 the way we convert: the limit for our exact data;
+    ``ours_stored``: our file, float16 kept (conversion left to later, e.g. the GPU).
+    """
     import nibabel as nib
 
     rng = np.random.default_rng(0)
-    times: dict[str, list[float]] = {"ours": [], "nifti": [], "mmap": []}
-    mm: dict[str, tuple[Path, Path]] = {}
-    for entry in entries:
-        handle = open_array(Path(entry.path))
-        np.save(tmp / f"{entry.image_id}_img.npy", handle.image[...].astype(np.float32))
-        np.save(tmp / f"{entry.image_id}_msk.npy", handle.masks[...])
-        mm[entry.image_id] = (tmp / f"{entry.image_id}_img.npy", tmp / f"{entry.image_id}_msk.npy")
+    times: dict[str, list[float]] = {"ours": [], "ours_stored": [], "nifti": [], "mmap": [], "mmap_stored": []}
+    mm = _uncompressed_copies(entries, tmp)
     for i in range(n):
         entry = entries[i % len(entries)]
         handle = open_array(Path(entry.path))
@@ -86,37 +122,43 @@ def raw_reads(entries: list[ImageEntry], sources: dict[str, Path], patch: int, n
         lo = np.array([rng.integers(0, max(1, s - patch + 1)) for s in shape])
         hi = np.minimum(lo + patch, shape)
         window = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-        times["ours"].append(_timed(lambda: handle.read(lo, hi)))
-        img_p, msk_p = mm[entry.image_id]
-        times["mmap"].append(_timed(lambda: (np.array(np.load(img_p, mmap_mode="r")[window]),
-                                            np.array(np.load(msk_p, mmap_mode="r")[window]))))
+        # open + read, as the loader does per sample (and as the baselines open their files)
+        times["ours"].append(_timed(lambda: open_array(Path(entry.path)).read(lo, hi)))
+        times["ours_stored"].append(_timed(lambda: open_array(Path(entry.path)).read_stored(lo, hi)))
+        f32, stored, msk = mm[entry.image_id]
+        times["mmap"].append(_timed(lambda: _mmap_read(f32, msk, window)))
+        times["mmap_stored"].append(_timed(lambda: _mmap_read(stored, msk, window)))
         src = sources.get(entry.image_id)
         if src is not None and src.is_file():
-            img = nib.load(str(src))
-            v = np.linalg.inv(img.affine) @ affines[entry.image_id] @ np.array([*lo, 1.0])
+            v = np.linalg.inv(nib.load(str(src)).affine) @ affines[entry.image_id] @ np.array([*lo, 1.0])
             start = np.clip(np.rint(v[:3]).astype(int), 0, None)
             win = tuple(slice(int(s), int(s) + patch) for s in start)
             times["nifti"].append(_timed(lambda: np.asarray(nib.load(str(src)).dataobj, np.float32)[win]))
     return times
 
 
+def _same_settings(array: blosc2.NDArray, data: np.ndarray) -> blosc2.NDArray:
+    """``data`` compressed like ``array`` (codec, level, filters, chunks, blocks), one thread."""
+    cp = array.cparams
+    cparams = {"codec": cp.codec, "clevel": cp.clevel, "filters": list(cp.filters),
+               "filters_meta": list(cp.filters_meta), "nthreads": 1}
+    return blosc2.asarray(data, chunks=array.chunks, blocks=array.blocks, cparams=cparams)
+
+
 def write_stats(entries: list[ImageEntry], sizes: dict[str, int | None], tmp: Path,
                 limit: int = 3) -> tuple[list[float], list[float]]:
-    """Per-image write seconds (same blosc2 settings) and array/source size ratios."""
+    """Per-image write seconds (each array with its file's blosc2 settings) and array/source size ratios."""
     writes: list[float] = []
     ratios: list[float] = []
     for entry in entries[:limit]:
         handle = open_array(Path(entry.path))
-        image, masks = handle.image[...], handle.masks[...]
+        arrays = {"/image": (handle.image, handle.image[...]), "/masks": (handle.masks, handle.masks[...])}
         target = tmp / f"rewrite_{entry.image_id}.b2z"
-        cp = handle.image.cparams
-        cparams = {"codec": cp.codec, "clevel": cp.clevel, "filters": list(cp.filters), "nthreads": 1}
 
         def write() -> None:
             with blosc2.DictStore(str(target), mode="w") as store:
-                for key, data in (("/image", image), ("/masks", masks)):
-                    store[key] = blosc2.asarray(data, chunks=handle.image.chunks, blocks=handle.image.blocks,
-                                                cparams=cparams)
+                for key, (array, data) in arrays.items():
+                    store[key] = _same_settings(array, data)
 
         writes.append(_timed(write))
         target.unlink(missing_ok=True)
@@ -248,9 +290,11 @@ def run(args: argparse.Namespace) -> list[str]:
     sizes, sources, affines = _manifest_info(args.output, args.source)
     P, W, B = args.patch_size, args.workers, args.batch_size
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
-        reads = raw_reads(entries, sources, P, args.crops, affines, Path(tmp))
+        with _one_torch_thread():  # like a loader worker, and like the single-threaded baselines
+            reads = raw_reads(entries, sources, P, args.crops, affines, Path(tmp))
         writes, ratios = write_stats(entries, sizes, Path(tmp))
-    ours_ms, nifti_ms, mmap_ms = (_median_ms(reads[k]) for k in ("ours", "nifti", "mmap"))
+    ours_ms, nifti_ms, mmap_ms, stored_ms, ours16_ms = (
+        _median_ms(reads[k]) for k in ("ours", "nifti", "mmap", "mmap_stored", "ours_stored"))
     slot = args.seconds / 4
     ours_ds = CropDataset(args.output, patch_size=P, selection=manifests.Selection(included=True), split="all")
     ours_ds.begin_epoch()
@@ -276,6 +320,11 @@ def run(args: argparse.Namespace) -> list[str]:
              _fmt(nifti_ms / ours_ms, ".1f") + "x faster", ">= 3x faster"),
         _row("raw crop read, ms (median)", _fmt(ours_ms), _fmt(mmap_ms, ".2f"), "uncompressed mmap (warm)",
              _fmt(ours_ms / mmap_ms, ".1f") + "x slower", "<= 2x slower"),
+        _row("raw crop read, ms (median)", _fmt(ours_ms), _fmt(stored_ms, ".2f"),
+             "uncompressed mmap of the stored float16 (warm)", _fmt(ours_ms / stored_ms, ".1f") + "x slower",
+             "(information)"),
+        _row("raw crop read, float16 kept (no conversion), ms", _fmt(ours16_ms), _fmt(mmap_ms, ".2f"),
+             "uncompressed mmap (warm)", _fmt(ours16_ms / mmap_ms, ".1f") + "x slower", "(information)"),
         _row("array write per image, s", _fmt(statistics.median(writes), ".2f"), "2.4", "nnssl (issue's figure)",
              "", "< 0.5"),
         _row("array size / source NIfTI", _fmt(statistics.median(ratios) if ratios else float("nan"), ".2f"),

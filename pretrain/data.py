@@ -228,7 +228,7 @@ class CropDataset(IterableDataset):
         start = np.rint(centre - (self.patch - 1) / 2.0).astype(int)
         lo = np.maximum(start, 0)
         hi = np.minimum(start + self.patch, np.array(handle.shape))
-        image, masks = handle.read(lo, hi)
+        image, masks = handle.read(lo, hi)  # float32, decoded and converted slab by slab
         image, valid = crop_and_flip(image[None], lo, start, self.patch, flips)
         masks, _ = crop_and_flip(masks[None], lo, start, self.patch, flips)
         anatomy, anon = split_masks(masks)

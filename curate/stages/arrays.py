@@ -101,7 +101,8 @@ class ArraysStage:
         rel = array_path(item.record, cfg.folder)
         write_array(Path(ctx.output_root) / rel, prepared.image, prepared.masks,
                     _meta(item.record, prepared, cfg), image_dtype=cfg.image_dtype, codec=cfg.codec,
-                    clevel=cfg.clevel, chunks=cfg.chunks, blocks=cfg.blocks)
+                    clevel=cfg.clevel, masks_codec=cfg.masks_codec, masks_clevel=cfg.masks_clevel,
+                    chunks=cfg.chunks, blocks=cfg.blocks)
         record = item.record.replace(
             array_path=rel, array_shape=tuple(int(s) for s in prepared.image.shape),
             array_spacing_mm=tuple(prepared.spacing_mm), array_crop_box=prepared.crop_box,

@@ -80,6 +80,19 @@ def test_crop_and_flip_pads_and_mirrors():
     assert not valid[0].any() and not valid[3].any()
 
 
+def test_crop_and_flip_of_a_full_region_keeps_dtype_and_matches_the_padded_path():
+    rng = np.random.default_rng(0)
+    region = rng.normal(size=(1, 4, 4, 4)).astype(np.float16)
+    flips = np.array([-1.0, 1.0, -1.0])
+    out, valid = crop_and_flip(region, lo=np.array([2, 3, 4]), start=np.array([2, 3, 4]), patch=4, flips=flips)
+    assert out.dtype == np.float16 and valid.all() and out.flags["C_CONTIGUOUS"]
+    assert np.array_equal(out, np.flip(region, axis=(1, 3)))
+    # the same voxels placed through the general (padding) path give the same patch
+    padded, _ = crop_and_flip(region[:, :3], lo=np.array([2, 3, 4]), start=np.array([2, 3, 4]), patch=4,
+                              flips=flips)
+    assert np.array_equal(padded[:, 1:], out[:, 1:])
+
+
 def test_parameters_follow_nnssl_probabilities_and_ranges():
     rng = np.random.default_rng(0)
     draws = [sample_params(rng, CFG) for _ in range(4000)]
