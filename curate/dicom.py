@@ -117,13 +117,18 @@ def _geometry(files: list[DicomFileHeader]) -> tuple[dict[str, Any], list[str]]:
     slice_spacing = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
     orient = first.get("ImageOrientationPatient")
     positions = [f.get("ImagePositionPatient") for f in files]
+    n_volumes = 1
     if len(files) > 1 and orient and len(orientations) == 1 and all(p for p in positions):
         normal = np.cross(np.asarray(orient[:3], float), np.asarray(orient[3:6], float))
-        depth = np.sort(np.asarray(positions, float) @ normal)
-        gaps = np.diff(depth)
-        if np.any(gaps < 1e-3):
+        depth, counts = np.unique(np.round(np.asarray(positions, float) @ normal, 3), return_counts=True)
+        if counts.min() != counts.max():
             problems.append("duplicated slice positions")
-        elif gaps.size:
+        else:
+            # Every position the same number of times: one slice per volume of a
+            # multi-volume series (DWI, BOLD), as dcm2niix stacks them.
+            n_volumes, n_slices = int(counts[0]), int(depth.size)
+        gaps = np.diff(depth)
+        if gaps.size:
             slice_spacing = float(np.median(gaps))
             if gaps.max() > 1.5 * slice_spacing:
                 problems.append(f"missing slices (gap of {gaps.max():.2f} mm, "
@@ -131,7 +136,9 @@ def _geometry(files: list[DicomFileHeader]) -> tuple[dict[str, Any], list[str]]:
     shape = (int(cols), int(rows), int(n_slices))
     spacing = (float(spacing_xy[1]), float(spacing_xy[0]), abs(slice_spacing))
     return {
-        "ndim": 3, "shape": shape, "spacing_mm": spacing, "n_volumes": 1,
+        "ndim": 3 if n_volumes == 1 else 4,
+        "shape": shape if n_volumes == 1 else (*shape, n_volumes),
+        "spacing_mm": spacing, "n_volumes": n_volumes,
         "fov_mm": tuple(s * z for s, z in zip(shape, spacing)),
     }, problems
 

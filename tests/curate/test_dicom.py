@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from curate import pipeline
+from curate import dicom, pipeline
 from curate.config import CurateConfig
 from curate.demo import write_dicom_series
 from manifests.schema import SourceKind
@@ -99,3 +99,20 @@ def test_corrupt_dicom_file_gets_a_row_and_non_dicom_files_are_ignored(tmp_path,
     rows = _build(tree, tmp_path / "out")
     assert list(rows) == ["broken.dcm"]
     assert "unreadable" in rows["broken.dcm"].exclusion_reasons
+
+
+def _slice_header(z: float, n: int) -> dicom.DicomFileHeader:
+    fields = (("Rows", 64), ("Columns", 64), ("PixelSpacing", [1.0, 1.0]), ("SliceThickness", 2.0),
+              ("ImageOrientationPatient", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+              ("ImagePositionPatient", [0.0, 0.0, z]))
+    return dicom.DicomFileHeader(f"s/{n}.dcm", 1000, 0, "1.2.3", None, fields)
+
+
+def test_repeated_positions_are_volumes_only_when_every_slice_repeats_alike() -> None:
+    four_volumes = [_slice_header(2.0 * z, 10 * v + z) for v in range(4) for z in range(30)]
+    geometry, problems = dicom._geometry(four_volumes)
+    assert problems == []
+    assert geometry["shape"] == (64, 64, 30, 4) and geometry["n_volumes"] == 4 and geometry["ndim"] == 4
+    assert geometry["spacing_mm"] == (1.0, 1.0, 2.0)
+    uneven = four_volumes + [_slice_header(0.0, 999)]
+    assert "duplicated slice positions" in dicom._geometry(uneven)[1]

@@ -92,3 +92,59 @@ def test_build_derives_maps_and_excludes_bad_series(bids_dwi: Path, tmp_path: Pa
     # a second build resumes: nothing is derived again, rows are the same
     again = build(bids_dwi, out, CurateConfig(), RunOptions(workers=1))
     assert again.processed == 0 and len(again.records) == len(result.records)
+
+
+def _write_dicom_dwi(folder: Path, data: np.ndarray, bval: str, bvec: str) -> None:
+    """A DWI series as a scanner exports it: one file per slice per volume, b-value and
+    gradient in the standard (0018,9087)/(0018,9089) and Siemens private tags; the
+    other header fields come from pydicom's MR test file."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    bvals = [float(b) for b in bval.split()]
+    vecs = np.array([[float(x) for x in row.split()] for row in bvec.splitlines()])
+    template = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    series, scale = generate_uid(), 1000.0 / float(data.max())
+    folder.mkdir(parents=True)
+    for v in range(data.shape[3]):
+        for z in range(data.shape[2]):
+            ds = template.copy()
+            plane = np.round(data[:, :, z, v].T * scale).astype(np.int16)
+            ds.Rows, ds.Columns = plane.shape
+            ds.PixelData = plane.tobytes()
+            ds.PixelSpacing, ds.SliceThickness = [2.0, 2.0], 2.0
+            ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, 2.0 * z], [1, 0, 0, 0, 1, 0]
+            ds.SeriesInstanceUID, ds.SOPInstanceUID = series, generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.InstanceNumber, ds.AcquisitionNumber = v * data.shape[2] + z + 1, v + 1
+            ds.SeriesDescription = ds.ProtocolName = "ep2d_diff_mddw"
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]
+            ds.Manufacturer, ds.PatientID = "SIEMENS", "dwi01"
+            ds.add_new((0x0018, 0x9087), "FD", bvals[v])
+            ds.add_new((0x0018, 0x9089), "FD", vecs[:, v].tolist())
+            ds.add_new((0x0019, 0x0010), "LO", "SIEMENS MR HEADER")
+            ds.add_new((0x0019, 0x100C), "IS", str(int(bvals[v])))
+            ds.add_new((0x0019, 0x100E), "FD", vecs[:, v].tolist())
+            ds.SmallestImagePixelValue, ds.LargestImagePixelValue = int(plane.min()), int(plane.max())
+            ds.save_as(folder / f"IM{ds.InstanceNumber:05d}.dcm", enforce_file_format=True)
+
+
+@pytest.mark.slow
+def test_dicom_dwi_series_is_converted_with_its_gradients_and_derives_maps(tmp_path: Path) -> None:
+    data, bval, bvec = _real_dwi(n_volumes=13)
+    _write_dicom_dwi(tmp_path / "export" / "dwi01" / "diff", data, bval, bvec)
+    out = tmp_path / "out"
+    result = build(tmp_path / "export", out, CurateConfig(), RunOptions(workers=1))
+    rows = {r.modality: r for r in result.records}
+    dwi = rows["DWI"]
+    assert dwi.shape == (30, 30, 30, 13) and dwi.n_volumes == 13 and dwi.ndim == 4
+    assert dwi.exclusion_reasons == ("modality",), dwi.exclusion_detail
+    converted = out / dwi.converted_path
+    stem = str(converted).removesuffix(".nii.gz")
+    assert Path(stem + ".bval").is_file() and Path(stem + ".bvec").is_file()  # written by dcm2niix
+    assert dwi.dwi_shells is not None and len(dwi.dwi_shells) == 2
+    for modality in ("FA", "MD", "T2w"):
+        child = rows[modality]
+        assert child.derived_from == dwi.image_id and child.included, child.exclusion_detail
+        assert child.shape == (30, 30, 30) and (out / child.derived_path).is_file()
