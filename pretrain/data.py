@@ -155,6 +155,9 @@ class CropDataset(IterableDataset):
         self.follow, self.anatomy_bias, self.aug = follow, anatomy_bias, augment_config
         self.epoch = -1
         self._pending_epoch: int | None = None
+        self._pending_skip: tuple[int, int, int, bool] | None = None
+        self._skip: dict[int, int] = {}
+        self._first_role = 0
         self._passes = 0
         self.skipped = SkipCounter()
         self.entries = self._read_entries()
@@ -172,6 +175,15 @@ class CropDataset(IterableDataset):
         """Make the next pass epoch ``epoch`` (seeded order and crops; for exact resumes)."""
         self._pending_epoch = int(epoch)
 
+    def skip_batches(self, n_batches: int, batch_size: int, n_workers: int, drop_last: bool) -> None:
+        """Make the next pass start after its first ``n_batches`` batches (a resume mid-epoch).
+
+        The skipped samples are not read or augmented: their files are only opened
+        (so a missing or corrupt file is passed over exactly as in a full pass), and
+        every kept sample draws from its own generator, so it comes out the same.
+        """
+        self._pending_skip = (int(n_batches), int(batch_size), max(int(n_workers), 1), bool(drop_last))
+
     def begin_epoch(self) -> None:
         """Start the next pass: epoch set by :meth:`set_epoch`, else the previous one + 1.
 
@@ -182,6 +194,19 @@ class CropDataset(IterableDataset):
         if self.follow and self._passes > 0:
             self.entries = self._read_entries()
         self._passes += 1
+        skip, self._pending_skip = self._pending_skip, None
+        self._skip, self._first_role = self._samples_to_skip(*skip) if skip else ({}, 0)
+
+    def _samples_to_skip(self, n_batches: int, batch_size: int, n_workers: int,
+                         drop_last: bool) -> tuple[dict[int, int], int]:
+        sizes = [len(shard(len(self.entries), seed=self.seed, epoch=self.epoch, rank=self.rank,
+                           world_size=self.world_size, worker=w, n_workers=n_workers))
+                 for w in range(n_workers)]
+        return samples_before(sizes, batch_size, drop_last, n_batches)
+
+    def _sample_rng(self, epoch: int, index: int) -> np.random.Generator:
+        """The generator of one image's crop in one epoch, whatever worker or rank draws it."""
+        return np.random.default_rng([self.seed, epoch, index, 1])
 
     def num_images(self) -> int:
         """Images this rank sees in one epoch."""
@@ -191,13 +216,20 @@ class CropDataset(IterableDataset):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch = max(self.epoch, 0)
+        # After a skip the loader still starts its rotation at worker 0, so worker 0
+        # takes the shard whose batch came next in the full pass, and so on.
+        role = (worker + self._first_role) % n_workers
         mine = shard(len(self.entries), seed=self.seed, epoch=epoch, rank=self.rank,
-                     world_size=self.world_size, worker=worker, n_workers=n_workers)
-        rng = np.random.default_rng([self.seed, epoch, self.rank, worker, 1])
+                     world_size=self.world_size, worker=role, n_workers=n_workers)
+        to_skip = self._skip.get(role, 0)
         for index in mine:
             entry = self.entries[int(index)]
             try:
-                yield self.load(entry, rng)
+                if to_skip:
+                    open_array(Path(entry.path))  # only to know it would have given a sample
+                    to_skip -= 1
+                    continue
+                yield self.load(entry, self._sample_rng(epoch, int(index)))
             except ArrayFileError as exc:
                 self.skipped.add()
                 log.warning("skipped image %s: %s (%d skipped so far)", entry.image_id, exc, self.skipped.total)
@@ -242,8 +274,38 @@ class CropDataset(IterableDataset):
         return resample(torch.from_numpy(image), region_masks(masks), grid)
 
 
+def samples_before(sizes: list[int], batch_size: int, drop_last: bool,
+                   n_batches: int) -> tuple[dict[int, int], int]:
+    """Samples each loader worker has produced when the loader has yielded ``n_batches``,
+    and the worker whose batch comes next.
+
+    ``sizes`` are the workers' sample counts.  A DataLoader over an iterable
+    dataset takes batches from its workers in turn, passing over workers that
+    have run out; each worker batches its own samples.
+
+    Examples
+    --------
+    >>> samples_before([3, 7], batch_size=2, drop_last=False, n_batches=3)
+    ({0: 3, 1: 2}, 1)
+    """
+    left = [s // batch_size if drop_last else -(-s // batch_size) for s in sizes]
+    taken = [0] * len(sizes)
+    worker = produced = 0
+    while produced < n_batches and any(left):
+        if left[worker]:
+            left[worker] -= 1
+            taken[worker] += 1
+            produced += 1
+        worker = (worker + 1) % len(sizes)
+    return {w: min(t * batch_size, s) for w, (t, s) in enumerate(zip(taken, sizes))}, worker
+
+
 class EpochLoader(DataLoader):
     """A DataLoader that starts a new epoch of its :class:`CropDataset` on every ``iter()``."""
+
+    def skip(self, n_batches: int) -> None:
+        """Make the next ``iter()`` start after its first ``n_batches`` batches (cheaply)."""
+        self.dataset.skip_batches(n_batches, self.batch_size or 1, self.num_workers, self.drop_last)
 
     def __iter__(self):  # type: ignore[override]
         self.dataset.begin_epoch()  # in the main process, before workers fork

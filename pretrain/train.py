@@ -142,11 +142,12 @@ def batch_stream(source: Iterable[Batch], position: Position) -> Iterator[Batch]
         for obj in (source, getattr(source, "sampler", None), getattr(source, "dataset", None)):
             if obj is not None and hasattr(obj, "set_epoch"):
                 obj.set_epoch(epoch)
-        it = iter(source)
         skip, position.epoch = position.batch_in_epoch, epoch
         if skip and hasattr(source, "skip"):
-            source.skip(skip)
-        elif skip:
+            source.skip(skip)  # before iter(): loader workers take it with them
+            it = iter(source)
+        else:
+            it = iter(source)
             for _ in itertools.islice(it, skip):
                 pass
         yielded = skip

@@ -195,3 +195,28 @@ def test_loader_with_workers_runs_blosc2_single_threaded(output):
     loader = make_loader(output, patch_size=PATCH, batch_size=3, workers=2, split="all")
     assert sum(b["image"].shape[0] for b in loader) == len(IMAGES)
     assert blosc2.nthreads == 1
+
+
+@pytest.mark.parametrize("workers,batch_size", [(0, 2), (2, 2), (2, 4)])
+def test_skip_resumes_mid_epoch_with_the_same_batches_without_reading_them(output, workers, batch_size):
+    loader = make_loader(output, patch_size=PATCH, batch_size=batch_size, workers=workers, split="all",
+                         seed=5)
+    loader.dataset.set_epoch(2)
+    full = list(loader)
+    for n in range(len(full) + 1):
+        loader.dataset.set_epoch(2)
+        loader.skip(n)
+        rest = list(loader)
+        assert len(rest) == len(full) - n
+        for got, want in zip(rest, full[n:]):
+            assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_samples_before_follows_the_loaders_worker_rotation():
+    from pretrain.data import samples_before
+
+    # worker 0 runs out after one batch; the loader then takes worker 1's batches in a row
+    assert samples_before([2, 6], batch_size=2, drop_last=False, n_batches=3) == ({0: 2, 1: 4}, 0)
+    assert samples_before([5, 5], batch_size=2, drop_last=True, n_batches=10) == ({0: 4, 1: 4}, 0)
+    assert samples_before([4, 4, 4], batch_size=2, drop_last=False, n_batches=4) == ({0: 4, 1: 2, 2: 2}, 1)
+    assert samples_before([1], batch_size=4, drop_last=False, n_batches=1) == ({0: 1}, 0)
