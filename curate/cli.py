@@ -125,6 +125,15 @@ def _progress_bar(console: Console, quiet: bool, label: str, auto_refresh: bool 
                     auto_refresh=auto_refresh)
 
 
+def _print_warnings(warnings: list[str], limit: int = 10) -> None:
+    """Collection-level warnings (skipped datasets, unlistable folders) on stderr, even with -q."""
+    console = Console(stderr=True)
+    for line in warnings[:limit]:
+        console.print(f"[yellow]warning[/yellow]: {line}", highlight=False, soft_wrap=True)
+    if len(warnings) > limit:
+        console.print(f"... and {len(warnings) - limit} more warnings")
+
+
 def _index(args: argparse.Namespace) -> int:
     from curate import indexing
 
@@ -137,6 +146,7 @@ def _index(args: argparse.Namespace) -> int:
         result = indexing.index(args.source, args.output, _config(args), _options(args),
                                 progress=lambda done, total: bar.update(task, completed=done, total=total,
                                                                         refresh=True))
+    _print_warnings(result.warnings)
     if not args.quiet:
         from curate import summary
 
@@ -154,6 +164,7 @@ def _build(args: argparse.Namespace) -> int:
         result = pipeline.build(args.source, args.output, config, options,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
     console.print(f"processed {result.processed} images, reused {result.reused} unchanged")
+    _print_warnings(result.warnings)
     if not args.quiet:
         summary.render(result.records, Console())
     return 0

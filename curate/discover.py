@@ -7,6 +7,7 @@ and gradient files.  BIDS roots skip ``derivatives/``, ``sourcedata/``,
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -63,6 +64,39 @@ def bids_roots(source: Path) -> list[Path]:
         return [source]
     return sorted(c for c in source.iterdir()
                   if c.is_dir() and (c / "dataset_description.json").is_file())
+
+
+def is_derivative_dataset(root: Path) -> bool:
+    """True when ``root/dataset_description.json`` declares ``"DatasetType": "derivative"``.
+
+    An unreadable description counts as raw (the walk then reports what it finds).
+    """
+    try:
+        description = json.loads((root / "dataset_description.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(description, dict) and description.get("DatasetType") == "derivative"
+
+
+def raw_bids_roots(source: Path) -> tuple[list[Path], list[str]]:
+    """The raw BIDS datasets under ``source``, and a warning for each derivative one left out.
+
+    A derivative is never ingested as raw data: a derivative dataset beside raw
+    ones (fMRIPrep outputs, atlases) is skipped with a warning.
+
+    Raises
+    ------
+    SourceError
+        If ``source`` itself is a derivative dataset.
+    """
+    roots = bids_roots(source)
+    if roots == [source] and is_derivative_dataset(source):
+        raise SourceError(f"{source} is a BIDS derivative dataset (DatasetType 'derivative' in its "
+                          "dataset_description.json), not raw data; point curate at the raw dataset")
+    raw = [r for r in roots if not is_derivative_dataset(r)]
+    warnings = [f"{r.name}: skipped, a BIDS derivative dataset (DatasetType 'derivative')"
+                for r in roots if r not in raw]
+    return raw, warnings
 
 
 def _walk(root: Path, skip_top: frozenset[str], found: DatasetFiles, keep_all: bool) -> None:

@@ -25,7 +25,7 @@ from manifests.schema import (
 )
 
 from curate.config import CurateConfig, dump_config
-from curate.discover import SourceError, bids_roots, detect_kind, walk_bids, walk_plain
+from curate.discover import SourceError, detect_kind, raw_bids_roots, walk_bids, walk_plain
 from curate.execution import Progress, RunOptions, map_batches
 from curate.index import IndexBatch, index_batch_table, plan_batches
 from curate.atomic import write_json, write_text
@@ -72,10 +72,13 @@ def run_index(source: Path, config: CurateConfig, options: RunOptions,
     kind = options.source_kind or detect_kind(source)
     if kind is SourceKind.DICOM:
         return _index_dicom(source, config, options, progress)
-    founds = [walk_bids(r) for r in bids_roots(source)] if kind is SourceKind.BIDS \
-        else [walk_plain(source, keep_all=False)]
-    batches: list[IndexBatch] = []
     warnings: list[str] = []
+    if kind is SourceKind.BIDS:
+        roots, warnings = raw_bids_roots(source)
+        founds = [walk_bids(r) for r in roots]
+    else:
+        founds = [walk_plain(source, keep_all=False)]
+    batches: list[IndexBatch] = []
     size = max(1, config.execution.index_batch_size)
     for found in founds:
         batches.extend(plan_batches(found, kind, options.labels(), size))

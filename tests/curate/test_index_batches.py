@@ -95,3 +95,24 @@ def test_clinical_batches_carry_only_sidecars_named_like_their_images(tmp_path: 
     a, b = index_batch(batch, TriageConfig())
     assert a.series_description == "t1_mprage_sag" and a.modality == "T1w"
     assert b.series_description is None and b.subject == "patient1"
+
+
+def test_derivative_datasets_are_never_ingested_as_raw(tmp_path: Path, capsys) -> None:
+    from curate.cli import main
+    from curate.config import CurateConfig
+    from curate.discover import SourceError
+    from curate.execution import RunOptions
+    from curate.indexing import index
+
+    for name in ("raw", "prep"):
+        (tmp_path / name).mkdir()
+        _tree(tmp_path / name, 2)
+    (tmp_path / "prep" / "dataset_description.json").write_text(
+        '{"Name": "prep", "BIDSVersion": "1.9.0", "DatasetType": "derivative"}')
+    result = index(tmp_path, tmp_path / "out", CurateConfig(), RunOptions(workers=1))
+    assert set(result.table.column("dataset").to_pylist()) == {"raw"}
+    assert any("prep: skipped" in w for w in result.warnings)
+    assert main(["index", str(tmp_path), str(tmp_path / "out2"), "-q"]) == 0
+    assert "prep: skipped, a BIDS derivative dataset" in capsys.readouterr().err
+    with pytest.raises(SourceError, match="derivative"):
+        index(tmp_path / "prep", tmp_path / "out3", CurateConfig(), RunOptions(workers=1))
