@@ -41,6 +41,18 @@ class Modality(str, enum.Enum):
     PET = "PET"
     FA = "FA"
     MD = "MD"
+    # OpenMind's smaller groups (its Table 10): BIDS anatomical suffixes and
+    # maps that datasets ship as raw images.
+    INPLANE_T1 = "inplaneT1"
+    INPLANE_T2 = "inplaneT2"
+    FLASH = "FLASH"
+    T1MAP = "T1map"
+    T2MAP = "T2map"
+    T2STARMAP = "T2starmap"
+    SBREF = "sbref"
+    MINIP = "minIP"
+    ADC = "ADC"
+    TRACE = "TRACE"
     DWI = "DWI"
     BOLD = "BOLD"
     LOCALIZER = "localizer"
@@ -53,7 +65,9 @@ PRETRAINING_MODALITIES: frozenset[str] = frozenset(
     for m in (
         Modality.T1W, Modality.T2W, Modality.FLAIR, Modality.PDW, Modality.T2STARW,
         Modality.MP2RAGE, Modality.UNIT1, Modality.ANGIO, Modality.SWI, Modality.PET,
-        Modality.FA, Modality.MD,
+        Modality.FA, Modality.MD, Modality.INPLANE_T1, Modality.INPLANE_T2, Modality.FLASH,
+        Modality.T1MAP, Modality.T2MAP, Modality.T2STARMAP, Modality.SBREF, Modality.MINIP,
+        Modality.ADC, Modality.TRACE,
     )
 )
 

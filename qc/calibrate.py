@@ -172,9 +172,12 @@ def calibrate(out: Path, raw_out: Path | None) -> dict:
     families: dict[str, dict] = {"structural": {"images": sorted(images["structural"]),
                                                 "components": structural}}
     raw = {"structural": raw_s}
+    # Scanner ADC maps measure what our MD maps measure (mm^2/s): same family.
+    members = {"FA": ["FA"], "MD": ["MD", "ADC"]}
     for name in ("FA", "MD"):
         components, raw[name] = fit_family(images[name], zooms, DIFFUSION)
-        families[name] = {"modalities": [name], "images": sorted(images[name]), "components": components}
+        families[name] = {"modalities": members[name], "images": sorted(images[name]),
+                          "components": components}
     calibration = {"version": "iqs_v1", "created_by": "python -m qc.calibrate",
                    "targets": list(TARGETS), "min_step": MIN_STEP, "min_span": MIN_SPAN, "families": families}
     out.parent.mkdir(parents=True, exist_ok=True)

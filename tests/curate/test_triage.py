@@ -95,3 +95,18 @@ def test_every_applicable_reason_is_recorded(tmp_path: Path, mni_t1: nib.Nifti1I
     record = _index(tmp_path, nib.Nifti1Image(np.ascontiguousarray(data), affine),
                     "sub-01/anat/sub-01_T1w.nii.gz")
     assert set(record.exclusion_reasons) == {"fov", "spacing", "size"}
+
+
+@pytest.mark.parametrize("rel, modality, included", [
+    ("sub-01/anat/sub-01_inplaneT2.nii.gz", "inplaneT2", True),
+    ("sub-01/anat/sub-01_T1map.nii.gz", "T1map", True),
+    ("sub-01/anat/sub-01_echo-1_MEGRE.nii.gz", "T2starw", True),
+    ("sub-01/func/sub-01_task-rest_sbref.nii.gz", "sbref", True),
+    ("sub-01/fmap/sub-01_phasediff.nii.gz", "other", False),
+])
+def test_openminds_smaller_groups_are_pretraining_images_and_fieldmaps_are_not(
+        tmp_path: Path, mni_t1: nib.Nifti1Image, rel: str, modality: str, included: bool) -> None:
+    record = _index(tmp_path, _int16(mni_t1), rel)
+    assert record.modality == modality
+    assert record.included is included
+    assert record.exclusion_reasons == (() if included else ("modality",))
