@@ -109,10 +109,8 @@ def _index_dicom(source: Path, config: CurateConfig, options: RunOptions,
         headers = [h for h in headers if h.get("PatientID") in labels]
     records, series_files = dicom.series_records(source.name, headers, config.triage)
     files = {image_id: (str(source), "", tuple(rels)) for image_id, rels in series_files.items()}
-    result = IndexResult(kind=SourceKind.DICOM, table=records_to_table(records), dicom_files=files,
-                         warnings=list(found.walk_warnings))
-    result._records = records
-    return result
+    return IndexResult(kind=SourceKind.DICOM, table=records_to_table(records), dicom_files=files,
+                       warnings=list(found.walk_warnings), _records=records)
 
 
 def write_manifest(output: Path, rows: pa.Table | list[ImageRecord], run_id: str,
