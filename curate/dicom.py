@@ -9,10 +9,12 @@ field trusts, and happens once per series during ``curate build``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,12 +91,25 @@ def read_file_header(root: Path, rel_path: str) -> DicomFileHeader | None:
 
 
 def read_headers_batch(rel_paths: list[str], root: str) -> list[DicomFileHeader]:
-    """Headers of a batch of files (the unit of one Dask task); non-DICOM files dropped."""
+    """Headers of a batch of files (the unit of one Dask task); non-DICOM files dropped.
+
+    pydicom's warnings about non-conforming values (an IS of "1A", implicit VR
+    where explicit was declared) are silenced: exports are full of them and the
+    values that matter are checked when the series is assembled.
+    """
     out = []
-    for rel in rel_paths:
-        header = read_file_header(Path(root), rel)
-        if header is not None:
-            out.append(header)
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for rel in rel_paths:
+                header = read_file_header(Path(root), rel)
+                if header is not None:
+                    out.append(header)
+    finally:
+        logger.setLevel(level)
     return out
 
 
@@ -186,20 +201,50 @@ def series_records(dataset: str, files: list[DicomFileHeader], config: TriageCon
             by_series[header.series_uid or ""].append(header)
     series_files: dict[str, list[str]] = {}
     for uid, members in sorted(by_series.items()):
-        members.sort(key=lambda f: (f.get("InstanceNumber") or 0, f.rel_path))
-        record = _series_record(dataset, uid, members, config, rules)
+        members.sort(key=lambda f: (_number(f.get("InstanceNumber"), int) or 0, f.rel_path))
+        try:
+            record = _series_record(dataset, uid, members, config, rules)
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            # A header value that makes no sense (an IS of "1A", a 2-value orientation):
+            # the series gets a row saying so instead of failing the whole index.
+            record = _unreadable_series(dataset, uid, members, config,
+                                        f"DICOM header values: {type(exc).__name__}: {exc}")
         series_files[record.image_id] = [m.rel_path for m in members]
         records.append(record)
     return records, series_files
+
+
+def _number(value: Any, kind: type = float) -> Any:
+    """``kind(value)``, or ``None`` for a missing or malformed header value."""
+    try:
+        return kind(value) if value is not None else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _series_folder(members: list[DicomFileHeader]) -> str:
+    """A series is named by its folder, or by its file when it is a single file."""
+    if len(members) == 1:
+        return members[0].rel_path
+    return os.path.commonpath([os.path.dirname(m.rel_path) for m in members]) or "."
+
+
+def _unreadable_series(dataset: str, uid: str, members: list[DicomFileHeader], config: TriageConfig,
+                       detail: str) -> ImageRecord:
+    """The row of a series whose headers cannot be interpreted."""
+    return triage(ImageRecord(
+        image_id=make_image_id(dataset, "dicom", uid), dataset=dataset,
+        source_kind=SourceKind.DICOM.value, source_path=display_path(_series_folder(members)),
+        modality=Modality.OTHER.value, series_instance_uid=uid,
+        file_size_bytes=sum(m.size for m in members), source_mtime_ns=max(m.mtime_ns for m in members),
+    ).excluded_for(ExclusionReason.UNREADABLE.value, detail=detail), config)
 
 
 def _series_record(dataset: str, uid: str, members: list[DicomFileHeader],
                    config: TriageConfig, rules: Any) -> ImageRecord:
     first = members[0]
     meta = _metadata(first)
-    # A series is named by its folder, or by its file when it is a single file.
-    folder = os.path.commonpath([os.path.dirname(m.rel_path) for m in members]) \
-        if len(members) > 1 else first.rel_path
+    folder = _series_folder(members)
     dicom_modality = first.get("Modality")
     if dicom_modality == "PT":
         modality = Modality.PET.value
@@ -211,7 +256,7 @@ def _series_record(dataset: str, uid: str, members: list[DicomFileHeader],
     geometry, problems = _geometry(members)
     record = ImageRecord(
         image_id=make_image_id(dataset, "dicom", uid), dataset=dataset,
-        source_kind=SourceKind.DICOM.value, source_path=display_path(folder or "."),
+        source_kind=SourceKind.DICOM.value, source_path=display_path(folder),
         modality=modality, subject=first.get("PatientID"), session=first.get("StudyDate"),
         series_instance_uid=uid, included=True,
         file_size_bytes=sum(m.size for m in members),

@@ -25,7 +25,7 @@ from manifests.schema import (
 )
 
 from curate.config import CurateConfig, dump_config
-from curate.discover import SourceError, detect_kind, raw_bids_roots, walk_bids, walk_plain
+from curate.discover import DatasetFiles, SourceError, detect_kind, raw_bids_roots, walk_bids, walk_plain
 from curate.execution import Progress, RunOptions, map_batches
 from curate.index import IndexBatch, index_batch_table, plan_batches
 from curate.atomic import write_json, write_text
@@ -70,14 +70,17 @@ def run_index(source: Path, config: CurateConfig, options: RunOptions,
     if not source.is_dir():
         raise SourceError(f"source {source} is not a readable directory")
     kind = options.source_kind or detect_kind(source)
-    if kind is SourceKind.DICOM:
-        return _index_dicom(source, config, options, progress)
-    warnings: list[str] = []
-    if kind is SourceKind.BIDS:
-        roots, warnings = raw_bids_roots(source)
-        founds = [walk_bids(r) for r in roots]
-    else:
-        founds = [walk_plain(source, keep_all=False)]
+    if kind is SourceKind.DICOM and options.source_kind is SourceKind.DICOM:
+        return _index_dicom(source, walk_plain(source, keep_all=True), config, options, progress)
+    if kind is not SourceKind.BIDS:
+        return _index_clinical(source, config, options, progress)
+    roots, warnings = raw_bids_roots(source)
+    return _index_nifti(kind, [walk_bids(r) for r in roots], warnings, config, options, progress)
+
+
+def _index_nifti(kind: SourceKind, founds: list[DatasetFiles], warnings: list[str], config: CurateConfig,
+                 options: RunOptions, progress: Progress | None) -> IndexResult:
+    """Index the NIfTI files of walked BIDS datasets or clinical folders."""
     batches: list[IndexBatch] = []
     size = max(1, config.execution.index_batch_size)
     for found in founds:
@@ -93,12 +96,35 @@ def run_index(source: Path, config: CurateConfig, options: RunOptions,
     return IndexResult(kind=kind, table=table, batches=batches, warnings=warnings)
 
 
-def _index_dicom(source: Path, config: CurateConfig, options: RunOptions,
-                 progress: Progress | None) -> IndexResult:
+def _index_clinical(source: Path, config: CurateConfig, options: RunOptions,
+                    progress: Progress | None) -> IndexResult:
+    """A hospital export: NIfTI files and DICOM series, possibly side by side in one tree.
+
+    NIfTI files are indexed from their headers; every other file is offered to
+    the DICOM reader, which keeps what is DICOM.  ``--source-kind nifti`` skips
+    the DICOM pass, ``--source-kind dicom`` skips the NIfTI one.
+    """
+    found = walk_plain(source, keep_all=options.source_kind is not SourceKind.NIFTI)
+    nifti = _index_nifti(SourceKind.NIFTI, [found], [], config, options, progress) if found.images else None
+    if not found.other_files:
+        return nifti or _index_nifti(SourceKind.NIFTI, [found], [], config, options, progress)
+    dicom = _index_dicom(source, found, config, options, progress, include_images=False,
+                         walk_warnings=nifti is None)
+    if nifti is None:
+        return dicom
+    return IndexResult(kind=SourceKind.NIFTI, table=pa.concat_tables([nifti.table, dicom.table]),
+                       batches=nifti.batches, dicom_files=dicom.dicom_files,
+                       warnings=nifti.warnings + dicom.warnings)
+
+
+def _index_dicom(source: Path, found: DatasetFiles, config: CurateConfig, options: RunOptions,
+                 progress: Progress | None, include_images: bool = True,
+                 walk_warnings: bool = True) -> IndexResult:
+    """Index the DICOM series among ``found``'s files (all files when ``include_images``)."""
     from curate import dicom  # pydicom is imported only for DICOM sources
 
-    found = walk_plain(source, keep_all=True)
-    paths = found.other_files + found.images
+    paths = [rel for rel in found.other_files if not _never_an_image(rel)]
+    paths += found.images if include_images else []
     size = max(1, config.execution.index_batch_size)
     batches = [paths[i: i + size] for i in range(0, len(paths), size)]
     small = len(paths) <= config.execution.small_collection
@@ -109,8 +135,52 @@ def _index_dicom(source: Path, config: CurateConfig, options: RunOptions,
         headers = [h for h in headers if h.get("PatientID") in labels]
     records, series_files = dicom.series_records(source.name, headers, config.triage)
     files = {image_id: (str(source), "", tuple(rels)) for image_id, rels in series_files.items()}
+    warnings = (list(found.walk_warnings) if walk_warnings else []) + _skipped_files_warning(
+        paths, {h.rel_path for h in headers})
     return IndexResult(kind=SourceKind.DICOM, table=records_to_table(records), dicom_files=files,
-                       warnings=list(found.walk_warnings), _records=records)
+                       warnings=warnings, _records=records)
+
+
+#: Names that are never images: no warning when a DICOM pass skips them.
+_NOT_IMAGES = (".txt", ".md", ".rst", ".csv", ".tsv", ".pdf", ".html", ".xml", ".log", ".py", ".m",
+               ".json", ".icc", ".dump")
+#: Extension-less names that are never images (``DICOMDIR`` indexes a DICOM tree; it holds no pixels).
+_NOT_IMAGE_NAMES = frozenset({"dicomdir", "readme", "license", "changes"})
+#: Image formats met in exports that are not read here, with what to do about them.
+_UNREAD_FORMATS = {".par": "Philips PAR/REC: convert with dcm2niix first",
+                   ".rec": "Philips PAR/REC: convert with dcm2niix first",
+                   ".hdr": "NIfTI/Analyze .hdr/.img pair: convert to .nii.gz first",
+                   ".img": "NIfTI/Analyze .hdr/.img pair: convert to .nii.gz first",
+                   ".mgz": "FreeSurfer MGH: convert to .nii.gz first",
+                   ".mgh": "FreeSurfer MGH: convert to .nii.gz first",
+                   ".mnc": "MINC: convert to .nii.gz first",
+                   ".nrrd": "NRRD: convert to .nii.gz first",
+                   ".zip": "an archive: unpack it first", ".tar": "an archive: unpack it first",
+                   ".gz": "compressed: unpack it first"}
+
+
+def _never_an_image(rel: str) -> bool:
+    """Documents and indexes that no image reader needs to open."""
+    name = os.path.basename(rel).lower()
+    return os.path.splitext(name)[1] in _NOT_IMAGES or name in _NOT_IMAGE_NAMES
+
+
+def _skipped_files_warning(offered: list[str], dicom: set[str]) -> list[str]:
+    """One warning naming the files that were neither NIfTI nor DICOM (none for plain documents)."""
+    counts: dict[str, int] = {}
+    for rel in offered:
+        if rel in dicom:
+            continue
+        suffix = os.path.splitext(rel)[1].lower()
+        counts[suffix or "(no extension)"] = counts.get(suffix or "(no extension)", 0) + 1
+    if not counts:
+        return []
+    parts = []
+    for suffix, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        hint = _UNREAD_FORMATS.get(suffix)
+        parts.append(f"{suffix} x{n}" + (f" ({hint})" if hint else ""))
+    total = sum(counts.values())
+    return [f"{total} file{'s' if total != 1 else ''} skipped, neither NIfTI nor DICOM: " + ", ".join(parts)]
 
 
 def write_manifest(output: Path, rows: pa.Table | list[ImageRecord], run_id: str,

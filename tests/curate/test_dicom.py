@@ -116,3 +116,31 @@ def test_repeated_positions_are_volumes_only_when_every_slice_repeats_alike() ->
     assert geometry["spacing_mm"] == (1.0, 1.0, 2.0)
     uneven = four_volumes + [_slice_header(0.0, 999)]
     assert "duplicated slice positions" in dicom._geometry(uneven)[1]
+
+
+def test_clinical_export_with_nifti_and_dicom_side_by_side_gets_every_image(
+        tmp_path, volume, pydicom_mr, mni_t1) -> None:
+    from pydicom.data import get_testdata_file
+
+    tree = tmp_path / "export"
+    (tree / "nifti").mkdir(parents=True)
+    nib.save(mni_t1, tree / "nifti" / "t1.nii.gz")
+    write_dicom_series(tree / "dicom" / "s1", volume, 2.0, "T1 MPRAGE", ["ORIGINAL", "PRIMARY", "M"],
+                       list(range(20, 170, 2)), pydicom_mr, seed=1)
+    (tree / "bad").mkdir()
+    (tree / "bad" / "badVR.dcm").write_bytes(Path(get_testdata_file("badVR.dcm")).read_bytes())
+    (tree / "philips").mkdir()
+    (tree / "philips" / "scan.PAR").write_text("# === DATA DESCRIPTION FILE ===\n")
+    (tree / "README.txt").write_text("exported by PACS")
+    result = pipeline.index(tree, tmp_path / "out", CurateConfig(), pipeline.RunOptions(workers=1))
+    rows = {r.source_path: r for r in result.records}
+    assert set(rows) == {"nifti/t1.nii.gz", "dicom/s1", "bad/badVR.dcm"}
+    assert rows["nifti/t1.nii.gz"].source_kind == "nifti"
+    assert rows["dicom/s1"].source_kind == "dicom" and rows["dicom/s1"].modality == "T1w"
+    # badVR.dcm's NumberOfFrames is "1A": its own row says so, the index goes on
+    bad = rows["bad/badVR.dcm"]
+    assert "unreadable" in bad.exclusion_reasons and "1A" in bad.exclusion_detail
+    (skipped,) = [w for w in result.warnings if "neither NIfTI nor DICOM" in w]
+    assert ".par x1" in skipped and "PAR/REC" in skipped and ".txt" not in skipped
+    files = result.source_files()
+    assert files[rows["dicom/s1"].image_id][2] and files[rows["nifti/t1.nii.gz"].image_id][1].endswith("t1.nii.gz")
