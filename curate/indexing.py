@@ -24,6 +24,7 @@ from manifests.schema import (
     table_to_records,
 )
 
+from curate import clinical
 from curate.config import CurateConfig, dump_config
 from curate.discover import DatasetFiles, SourceError, detect_kind, raw_bids_roots, walk_bids, walk_plain
 from curate.execution import Progress, RunOptions, map_batches
@@ -123,7 +124,7 @@ def _index_dicom(source: Path, found: DatasetFiles, config: CurateConfig, option
     """Index the DICOM series among ``found``'s files (all files when ``include_images``)."""
     from curate import dicom  # pydicom is imported only for DICOM sources
 
-    paths = [rel for rel in found.other_files if not _never_an_image(rel)]
+    paths = [rel for rel in found.other_files if not clinical.never_an_image(rel)]
     paths += found.images if include_images else []
     size = max(1, config.execution.index_batch_size)
     batches = [paths[i: i + size] for i in range(0, len(paths), size)]
@@ -135,52 +136,12 @@ def _index_dicom(source: Path, found: DatasetFiles, config: CurateConfig, option
         headers = [h for h in headers if h.get("PatientID") in labels]
     records, series_files = dicom.series_records(source.name, headers, config.triage)
     files = {image_id: (str(source), "", tuple(rels)) for image_id, rels in series_files.items()}
-    warnings = (list(found.walk_warnings) if walk_warnings else []) + _skipped_files_warning(
-        paths, {h.rel_path for h in headers})
+    read = {h.rel_path for h in headers}
+    unread, rest = clinical.other_format_rows(source.name, source, [p for p in paths if p not in read])
+    records += unread
+    warnings = (list(found.walk_warnings) if walk_warnings else []) + clinical.skipped_files_warning(rest)
     return IndexResult(kind=SourceKind.DICOM, table=records_to_table(records), dicom_files=files,
                        warnings=warnings, _records=records)
-
-
-#: Names that are never images: no warning when a DICOM pass skips them.
-_NOT_IMAGES = (".txt", ".md", ".rst", ".csv", ".tsv", ".pdf", ".html", ".xml", ".log", ".py", ".m",
-               ".json", ".icc", ".dump")
-#: Extension-less names that are never images (``DICOMDIR`` indexes a DICOM tree; it holds no pixels).
-_NOT_IMAGE_NAMES = frozenset({"dicomdir", "readme", "license", "changes"})
-#: Image formats met in exports that are not read here, with what to do about them.
-_UNREAD_FORMATS = {".par": "Philips PAR/REC: convert with dcm2niix first",
-                   ".rec": "Philips PAR/REC: convert with dcm2niix first",
-                   ".hdr": "NIfTI/Analyze .hdr/.img pair: convert to .nii.gz first",
-                   ".img": "NIfTI/Analyze .hdr/.img pair: convert to .nii.gz first",
-                   ".mgz": "FreeSurfer MGH: convert to .nii.gz first",
-                   ".mgh": "FreeSurfer MGH: convert to .nii.gz first",
-                   ".mnc": "MINC: convert to .nii.gz first",
-                   ".nrrd": "NRRD: convert to .nii.gz first",
-                   ".zip": "an archive: unpack it first", ".tar": "an archive: unpack it first",
-                   ".gz": "compressed: unpack it first"}
-
-
-def _never_an_image(rel: str) -> bool:
-    """Documents and indexes that no image reader needs to open."""
-    name = os.path.basename(rel).lower()
-    return os.path.splitext(name)[1] in _NOT_IMAGES or name in _NOT_IMAGE_NAMES
-
-
-def _skipped_files_warning(offered: list[str], dicom: set[str]) -> list[str]:
-    """One warning naming the files that were neither NIfTI nor DICOM (none for plain documents)."""
-    counts: dict[str, int] = {}
-    for rel in offered:
-        if rel in dicom:
-            continue
-        suffix = os.path.splitext(rel)[1].lower()
-        counts[suffix or "(no extension)"] = counts.get(suffix or "(no extension)", 0) + 1
-    if not counts:
-        return []
-    parts = []
-    for suffix, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        hint = _UNREAD_FORMATS.get(suffix)
-        parts.append(f"{suffix} x{n}" + (f" ({hint})" if hint else ""))
-    total = sum(counts.values())
-    return [f"{total} file{'s' if total != 1 else ''} skipped, neither NIfTI nor DICOM: " + ", ".join(parts)]
 
 
 def write_manifest(output: Path, rows: pa.Table | list[ImageRecord], run_id: str,

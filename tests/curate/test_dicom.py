@@ -131,16 +131,24 @@ def test_clinical_export_with_nifti_and_dicom_side_by_side_gets_every_image(
     (tree / "bad" / "badVR.dcm").write_bytes(Path(get_testdata_file("badVR.dcm")).read_bytes())
     (tree / "philips").mkdir()
     (tree / "philips" / "scan.PAR").write_text("# === DATA DESCRIPTION FILE ===\n")
+    (tree / "philips" / "scan.REC").write_bytes(bytes(4096))
+    (tree / "philips" / "orphan.img").write_bytes(bytes(4096))
     (tree / "README.txt").write_text("exported by PACS")
+    (tree / "more.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     result = pipeline.index(tree, tmp_path / "out", CurateConfig(), pipeline.RunOptions(workers=1))
     rows = {r.source_path: r for r in result.records}
-    assert set(rows) == {"nifti/t1.nii.gz", "dicom/s1", "bad/badVR.dcm"}
+    assert set(rows) == {"nifti/t1.nii.gz", "dicom/s1", "bad/badVR.dcm", "philips/scan.PAR",
+                         "philips/orphan.img"}
+    # an image in a format not read here is a row that says what to do, never dropped
+    par = rows["philips/scan.PAR"]
+    assert par.exclusion_reasons == ("unreadable",) and "dcm2niix" in par.exclusion_detail
+    assert "header file is missing" in rows["philips/orphan.img"].exclusion_detail
     assert rows["nifti/t1.nii.gz"].source_kind == "nifti"
     assert rows["dicom/s1"].source_kind == "dicom" and rows["dicom/s1"].modality == "T1w"
     # badVR.dcm's NumberOfFrames is "1A": its own row says so, the index goes on
     bad = rows["bad/badVR.dcm"]
     assert "unreadable" in bad.exclusion_reasons and "1A" in bad.exclusion_detail
-    (skipped,) = [w for w in result.warnings if "neither NIfTI nor DICOM" in w]
-    assert ".par x1" in skipped and "PAR/REC" in skipped and ".txt" not in skipped
+    (skipped,) = [w for w in result.warnings if "skipped" in w]
+    assert skipped.startswith("1 file skipped") and ".zip x1" in skipped and "unpack" in skipped
     files = result.source_files()
     assert files[rows["dicom/s1"].image_id][2] and files[rows["nifti/t1.nii.gz"].image_id][1].endswith("t1.nii.gz")
