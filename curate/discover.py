@@ -37,16 +37,17 @@ class DatasetFiles:
     walk_warnings: list[str] = field(default_factory=list)
 
 
+#: How deep below SOURCE to look for BIDS datasets (``SOURCE/openneuro/ds000001`` is depth 2).
+BIDS_SEARCH_DEPTH = 3
+
+
 def detect_kind(source: Path) -> SourceKind:
-    """Guess whether ``source`` is a BIDS root (or folder of them), a DICOM tree or NIfTI folder."""
-    if (source / "dataset_description.json").is_file():
-        return SourceKind.BIDS
+    """Guess whether ``source`` holds BIDS datasets, or is a clinical export (DICOM and/or NIfTI)."""
     try:
-        children = [c for c in source.iterdir() if c.is_dir() and not c.name.startswith(".")]
+        if bids_roots(source):
+            return SourceKind.BIDS
     except OSError as exc:
         raise SourceError(f"cannot list {source}: {exc.strerror}") from exc
-    if any((c / "dataset_description.json").is_file() for c in children):
-        return SourceKind.BIDS
     seen = 0
     for _, _, names in os.walk(source):
         for name in names:
@@ -58,12 +59,53 @@ def detect_kind(source: Path) -> SourceKind:
     return SourceKind.DICOM
 
 
-def bids_roots(source: Path) -> list[Path]:
-    """The BIDS datasets under ``source``: itself, or its children that are BIDS roots."""
-    if (source / "dataset_description.json").is_file():
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return []
+
+
+def has_description(folder: Path) -> bool:
+    """True when ``folder`` has a ``dataset_description.json``."""
+    return (folder / "dataset_description.json").is_file()
+
+
+def is_bids_root(folder: Path) -> bool:
+    """A BIDS dataset: a ``dataset_description.json``, or ``sub-*`` folders without one.
+
+    Copies of BIDS datasets often lose their description; their ``sub-<label>``
+    folders still say what they are (:func:`raw_bids_roots` warns about them).
+    """
+    return has_description(folder) or any(c.name.startswith("sub-") for c in _subfolders(folder))
+
+
+def bids_roots(source: Path, max_depth: int = BIDS_SEARCH_DEPTH) -> list[Path]:
+    """The BIDS datasets at or below ``source``, never one inside another, at most ``max_depth`` down.
+
+    Folders named like BIDS' own non-raw folders (``derivatives``, ``sourcedata``,
+    ``code`` ...) are not searched.
+
+    Raises
+    ------
+    OSError
+        If ``source`` itself cannot be listed.
+    """
+    os.stat(source)
+    if is_bids_root(source):
         return [source]
-    return sorted(c for c in source.iterdir()
-                  if c.is_dir() and (c / "dataset_description.json").is_file())
+    roots: list[Path] = []
+    level = [source]
+    for _ in range(max_depth):
+        below: list[Path] = []
+        for folder in level:
+            for child in _subfolders(folder):
+                if child.name in BIDS_SKIP_DIRS:
+                    continue  # a derivatives/ or sourcedata/ folder beside datasets is not raw data
+                (roots if is_bids_root(child) else below).append(child)
+        level = below
+    return sorted(roots)
 
 
 def is_derivative_dataset(root: Path) -> bool:
@@ -96,6 +138,8 @@ def raw_bids_roots(source: Path) -> tuple[list[Path], list[str]]:
     raw = [r for r in roots if not is_derivative_dataset(r)]
     warnings = [f"{r.name}: skipped, a BIDS derivative dataset (DatasetType 'derivative')"
                 for r in roots if r not in raw]
+    warnings += [f"{r.name}: no dataset_description.json; indexed as BIDS for its sub-* folders"
+                 for r in raw if not has_description(r)]
     return raw, warnings
 
 

@@ -116,3 +116,23 @@ def test_derivative_datasets_are_never_ingested_as_raw(tmp_path: Path, capsys) -
     assert "prep: skipped, a BIDS derivative dataset" in capsys.readouterr().err
     with pytest.raises(SourceError, match="derivative"):
         index(tmp_path / "prep", tmp_path / "out3", CurateConfig(), RunOptions(workers=1))
+
+
+def test_datasets_found_below_source_and_without_a_description(tmp_path: Path) -> None:
+    from curate.config import CurateConfig
+    from curate.execution import RunOptions
+    from curate.indexing import index
+
+    (tmp_path / "openneuro" / "ds01").mkdir(parents=True)
+    _tree(tmp_path / "openneuro" / "ds01", 2)
+    (tmp_path / "site2" / "copy").mkdir(parents=True)
+    _tree(tmp_path / "site2" / "copy", 1)
+    (tmp_path / "site2" / "copy" / "dataset_description.json").unlink()
+    # sub-* folders under a derivatives/ folder beside the datasets are not a raw dataset
+    (tmp_path / "derivatives" / "prep").mkdir(parents=True)
+    _tree(tmp_path / "derivatives" / "prep", 1)
+    result = index(tmp_path, tmp_path / "out", CurateConfig(), RunOptions(workers=1))
+    rows = result.records
+    assert {r.dataset for r in rows} == {"ds01", "copy"}
+    assert all(r.source_kind == "bids" and r.subject for r in rows)
+    assert any("copy: no dataset_description.json" in w for w in result.warnings)
