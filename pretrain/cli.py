@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,11 +94,47 @@ def make_source(cfg: PretrainConfig, output: Path, rank: int, world_size: int): 
     from manifests import Selection
 
     data = _optional_module("pretrain.data", "the array loader is needed to pre-train")
-    return data.make_loader(
+    workers = loader_workers(cfg.data.workers)
+    loader = data.make_loader(
         output, patch_size=cfg.data.patch_size, batch_size=cfg.data.batch_size,
-        workers=cfg.data.workers, selection=Selection(max_iqs=cfg.data.max_iqs),
+        workers=workers, selection=Selection(max_iqs=cfg.data.max_iqs),
         split="train", val_fraction=cfg.data.val_fraction, seed=cfg.run.seed,
         augment=cfg.data.augment, rank=rank, world_size=world_size)
+    entries = getattr(getattr(loader, "dataset", None), "entries", None)  # None: not an array loader
+    if entries is not None and not entries:
+        raise PretrainError(f"no images to pre-train on in {output}: {_selection_counts(output, cfg)}")
+    return loader
+
+
+def loader_workers(configured: int) -> int:
+    """``configured`` loader workers, at most the CPU cores this process may use per local rank.
+
+    More worker processes than cores only oversubscribe the CPU (torch warns
+    about it too); one worker feeds a GPU here (README, loader table).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_rank = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    if configured > per_rank:
+        print(f"pretrain: {configured} loader workers asked for, {per_rank} CPU core(s) per rank: "
+              f"using {per_rank}", file=sys.stderr)
+        return per_rank
+    return configured
+
+
+def _selection_counts(output: Path, cfg: PretrainConfig) -> str:
+    """What the manifest holds against what the loader needs, for the empty-selection error."""
+    import manifests
+
+    try:
+        table = manifests.read_table(output / "manifests")
+    except (OSError, ValueError) as exc:
+        return f"its manifest cannot be read ({exc})"
+    included = manifests.apply(table, manifests.Selection(included=True))
+    with_arrays = manifests.apply(included, manifests.Selection(require_array=True))
+    note = f"{table.num_rows} manifest rows, {included.num_rows} included, {with_arrays.num_rows} with arrays"
+    if cfg.data.max_iqs is not None:
+        note += f", --max-iqs {cfg.data.max_iqs}"
+    return note + " (the arrays are made by `curate build`; the train split leaves out a few subjects)"
 
 
 def run_train(argv: Sequence[str]) -> int:

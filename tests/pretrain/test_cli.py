@@ -89,3 +89,27 @@ def test_cuda_requested_without_a_gpu_is_refused(tmp_path: Path, capsys, monkeyp
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main([str(tmp_path), "--run-dir", str(tmp_path / "r"), "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_an_output_without_trainable_images_says_what_it_holds(tmp_path: Path, capsys) -> None:
+    from curate.indexing import write_manifest
+    from manifests.schema import ImageRecord
+
+    rows = [ImageRecord(image_id=f"i{n}", dataset="d", source_kind="nifti", source_path=f"i{n}.nii.gz",
+                        modality="T1w").excluded_for("fov", detail="field of view too small")
+            for n in range(3)]
+    write_manifest(tmp_path, rows, "run1")
+    assert main([str(tmp_path), "--run-dir", str(tmp_path / "r"), "--model", "tiny", "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no images to pre-train on" in err and "3 manifest rows, 0 included" in err
+
+
+def test_loader_workers_are_capped_at_the_cores_of_each_local_rank(monkeypatch, capsys) -> None:
+    from pretrain.cli import loader_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert loader_workers(8) == 2 and "using 2" in capsys.readouterr().err
+    assert loader_workers(1) == 1 and capsys.readouterr().err == ""
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert loader_workers(8) == 1
