@@ -37,14 +37,21 @@ class HeaderInfo:
 
 
 def is_nifti(name: str) -> bool:
-    """True for ``.nii`` and ``.nii.gz`` names."""
-    return name.endswith(NIFTI_SUFFIXES)
+    """True for ``.nii`` and ``.nii.gz`` names, in any letter case (``T1.NII`` from a Windows export).
+
+    Examples
+    --------
+    >>> is_nifti("T1.NII.GZ"), is_nifti("T1.nii"), is_nifti("T1.gz")
+    (True, True, False)
+    """
+    return name.lower().endswith(NIFTI_SUFFIXES)
 
 
 def strip_nifti_suffix(name: str) -> str:
-    """``sub-01_T1w.nii.gz`` -> ``sub-01_T1w``."""
+    """``sub-01_T1w.nii.gz`` -> ``sub-01_T1w`` (the suffix in any letter case)."""
+    lowered = name.lower()
     for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
+        if lowered.endswith(suffix):
             return name[: -len(suffix)]
     return name
 

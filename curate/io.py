@@ -62,7 +62,7 @@ def _open(path: Path) -> tuple[Any, str | None]:
     """
     with open(path, "rb") as probe:
         compressed = probe.read(2) == _GZIP_MAGIC
-    named_gz = str(path).endswith(".gz")
+    named_gz = str(path).lower().endswith(".gz")
     note = None
     if compressed != named_gz:
         note = (f"file is {'' if compressed else 'not '}gzip-compressed although "

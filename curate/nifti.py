@@ -16,7 +16,8 @@ ordinary ones, and say what they changed so the manifest can record it:
   column lengths when ``pixdim`` is zero, non-finite or contradicts it (the
   affine is what places the voxels).
 * **Dimensions** -- a 2D image (or 1D) is a 3D volume of one slice, as the
-  NIfTI standard reads missing dimensions.
+  NIfTI standard reads missing dimensions, and trailing length-1 dimensions
+  after the third are dropped (a 4D image of one volume is a 3D image).
 """
 
 from __future__ import annotations
@@ -59,14 +60,21 @@ def intensities(raw: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
 
 
 def as_volume(data: np.ndarray) -> np.ndarray:
-    """``data`` with at least three axes (a 2D image is one slice).
+    """``data`` with at least three axes and no trailing length-1 axes after the third.
+
+    A 2D image is one slice; a 5D header of shape ``(x, y, z, 1, 1)`` is a 3D volume.
 
     Examples
     --------
     >>> as_volume(np.zeros((4, 5))).shape, as_volume(np.zeros((4, 5, 6, 2))).shape
     ((4, 5, 1), (4, 5, 6, 2))
+    >>> as_volume(np.zeros((4, 5, 6, 1, 1))).shape, as_volume(np.zeros((4, 5, 6, 1, 3))).shape
+    ((4, 5, 6), (4, 5, 6, 1, 3))
     """
-    return data.reshape(data.shape + (1,) * (3 - data.ndim)) if data.ndim < 3 else data
+    shape = data.shape + (1,) * max(0, 3 - data.ndim)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return data.reshape(shape)
 
 
 def is_transform(affine: np.ndarray | None) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -16,10 +17,11 @@ import pytest
 
 from curate import pipeline
 from curate.arrays import prepare
-from curate.config import IqsConfig, load_config_text
+from curate.config import IqsConfig, TriageConfig, load_config_text
 from curate.finalize import apply_iqs
 from curate.io import UnreadableImage, read_image
 from curate.stages.thumbnails import thumbnail_path
+from curate.triage import triage_reasons
 from manifests.schema import ImageRecord
 
 
@@ -141,6 +143,35 @@ def test_truncated_big_header_is_unreadable_in_one_line(t1, tmp_path) -> None:
     assert "Expected" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_trailing_singleton_axes_are_dropped(t1, tmp_path) -> None:
+    path = tmp_path / "T1_5d.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(t1.dataobj)[..., None, None], t1.affine), str(path))
+    image = read_image(path)
+    assert image.data.shape == t1.shape and image.zooms == (3.0, 3.0, 3.0)
+
+
+def test_upper_case_nifti_names_are_found_and_indexed(t1, tmp_path) -> None:
+    src = tmp_path / "export"
+    src.mkdir()
+    nib.save(t1, str(src / "T1_MPRAGE.NII"))  # the only image: the folder must not pass for DICOM
+    (src / "T2.Nii.Gz").write_bytes(gzip.compress(t1.to_bytes()))  # nib.save would lower-case it
+    (src / "T2.json").write_text('{"SeriesDescription": "T2 TSE"}')
+    config = load_config_text("[triage]\nmin_file_size_bytes = 0\n")  # the 3 mm T1 is 0.2 MB
+    result = pipeline.index(src, tmp_path / "out", config, pipeline.RunOptions(workers=1))
+    rows = {r.source_path: r for r in result.records}
+    assert set(rows) == {"T1_MPRAGE.NII", "T2.Nii.Gz"}
+    assert rows["T2.Nii.Gz"].series_description == "T2 TSE"  # same-stem sidecar found
+    assert [r.exclusion_reasons for r in rows.values()] == [(), ()]
+
+
+def test_five_d_header_of_one_volume_is_triaged_as_3d() -> None:
+    facts = SimpleNamespace(modality="T1w", ndim=5, n_volumes=1, fov_mm=(200.0,) * 3,
+                            spacing_mm=(1.0,) * 3, file_size_bytes=10**6)
+    assert triage_reasons(facts, TriageConfig()) == ([], [])
+    facts.n_volumes = 3
+    assert triage_reasons(facts, TriageConfig())[0] == ["modality"]
+
+
 # --------------------------------------------------------------------------- arrays, finalize
 
 
@@ -210,6 +241,8 @@ def odd_build(t1, tmp_path_factory) -> tuple[Path, dict[str, ImageRecord]]:
     naninf[40:42, 40:42, 40:42] = np.inf
     nib.save(nib.Nifti1Image(naninf, t1.affine), str(src / "T1_naninf.nii.gz"))
     (src / "T1_packed.nii").write_bytes(gzip.compress(t1.to_bytes()))
+    nib.save(t1, str(src / "T1_SHOUT.NII"))
+    nib.save(nib.Nifti1Image(np.asarray(t1.dataobj)[..., None, None], t1.affine), str(src / "T1_padded5d.nii.gz"))
     _dwi(src, "DTI_zero_affine", None)
     out = tmp_path_factory.mktemp("odd_out")
     config = load_config_text("[triage]\nmin_file_size_bytes = 0\n")
@@ -232,9 +265,10 @@ def test_every_odd_file_gets_a_row_and_included_ones_every_stage(odd_build) -> N
     out, rows = odd_build
     assert {k for k in rows if ":" not in k} == {
         "T1_ref.nii.gz", "T1_complex.nii.gz", "T1_rgb.nii.gz", "T1_zero_affine.nii.gz",
-        "T1_naninf.nii.gz", "T1_packed.nii", "DTI_zero_affine.nii.gz"}
+        "T1_naninf.nii.gz", "T1_packed.nii", "T1_SHOUT.NII", "T1_padded5d.nii.gz",
+        "DTI_zero_affine.nii.gz"}
     for name in ("T1_ref.nii.gz", "T1_complex.nii.gz", "T1_zero_affine.nii.gz", "T1_naninf.nii.gz",
-                 "T1_packed.nii"):
+                 "T1_packed.nii", "T1_SHOUT.NII", "T1_padded5d.nii.gz"):
         _went_through_every_stage(out, rows[name])
     assert any(w.startswith("read: complex data") for w in rows["T1_complex.nii.gz"].warnings)
     assert any("orientation unknown" in w for w in rows["T1_zero_affine.nii.gz"].warnings)
