@@ -153,6 +153,30 @@ def zscore(data: np.ndarray, within: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def fill_nonfinite(data: np.ndarray, within: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """``data`` with NaN/Inf voxels set to the finite mean (over ``within`` when given), and their count.
+
+    Done before resampling: the cubic B-spline prefilter is recursive along
+    whole lines, so a single NaN would otherwise spread over the whole array.
+    The mean is the value :func:`zscore` maps to 0, where it puts non-finite voxels.
+
+    Examples
+    --------
+    >>> out, n = fill_nonfinite(np.array([1.0, np.inf, 3.0]))
+    >>> out.tolist(), n
+    ([1.0, 2.0, 3.0], 1)
+    """
+    finite = np.isfinite(data)
+    n_bad = int(finite.size - np.count_nonzero(finite))
+    if n_bad == 0:
+        return data, 0
+    select = finite if within is None else finite & (within > 0)
+    if not select.any():
+        select = finite
+    fill = float(data[select].astype(np.float64).mean()) if select.any() else 0.0
+    return np.where(finite, data, np.float32(fill)).astype(data.dtype, copy=False), n_bad
+
+
 def pack_masks(anatomy: np.ndarray, anon: np.ndarray) -> np.ndarray:
     """One uint8 per voxel: bit 0 anatomy, bit 1 anonymization."""
     return ((anatomy > 0).astype(np.uint8) * ANATOMY_BIT) | ((anon > 0).astype(np.uint8) * ANON_BIT)
@@ -218,6 +242,9 @@ def prepare(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarray | None, an
     lo, hi = box
     window = tuple(slice(a, b) for a, b in zip(lo, hi))
     image, anat, anon_ras = ras[window], anat[window], anon_ras[window]
+    image, n_bad = fill_nonfinite(image, anat if normalization == "anatomy" else None)
+    if n_bad:
+        notes.append(f"arrays: {n_bad} non-finite voxels set to the mean before resampling")
     if any(abs(s - t) > tolerance_mm for s, t in zip(spacing, target)):
         image = resample_image(image, spacing, target, interpolation)
         anat, anon_ras = resample_mask(anat, spacing, target), resample_mask(anon_ras, spacing, target)

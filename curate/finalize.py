@@ -14,7 +14,9 @@ IQS, after OpenMind (App. B.1):
   rating``); repeated ratings (several raters) are averaged.
 * The final ``iqs`` is the rating (``iqs_source = "human"``), else the group
   median when ``score_from = "group"`` or the image has no score of its own
-  (``"group"``), else the image's own score (``"auto"``).
+  (``"group"``), else the image's own score (``"auto"``).  A row whose image
+  could not be read or holds no image (``unreadable``, ``empty``) takes no
+  group score or group rating: there is nothing the score could describe.
 * ``max_iqs`` marks included rows whose final score is above it as excluded
   with reason ``iqs``; the row keeps its scores.
 
@@ -41,6 +43,8 @@ from qc.iqs import combine
 
 log = logging.getLogger(__name__)
 IQS_REASON = ExclusionReason.IQS.value
+#: Reasons that mean there is no image to score: such rows get no group score.
+NO_IMAGE_REASONS = frozenset({ExclusionReason.UNREADABLE.value, ExclusionReason.EMPTY.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +126,11 @@ def group_medians(records: Sequence[ImageRecord]) -> dict[tuple[str, str, str], 
 
 def _final(record: ImageRecord, cfg: IqsConfig, group: float | None, ratings: Ratings) -> ImageRecord:
     own = auto_score(record)
-    human = ratings.by_image.get(record.image_id, ratings.by_group.get((record.dataset, record.modality)))
+    if NO_IMAGE_REASONS.intersection(record.exclusion_reasons):
+        group = None
+        human = ratings.by_image.get(record.image_id)
+    else:
+        human = ratings.by_image.get(record.image_id, ratings.by_group.get((record.dataset, record.modality)))
     if human is not None:
         score, source = human, "human"
     elif group is not None and (cfg.score_from == "group" or own is None):
@@ -130,7 +138,7 @@ def _final(record: ImageRecord, cfg: IqsConfig, group: float | None, ratings: Ra
     elif own is not None:
         score, source = own, "auto"
     else:
-        return record.replace(iqs_group=group)
+        return record.replace(iqs=None, iqs_source=None, iqs_group=group)
     record = record.replace(iqs=score, iqs_source=source, iqs_group=group)
     if cfg.max_iqs is not None and record.included and score > cfg.max_iqs:
         record = record.excluded_for(IQS_REASON, detail=f"iqs {score:.2f} > {cfg.max_iqs:g} ({source})")

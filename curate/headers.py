@@ -3,8 +3,9 @@
 This module deliberately imports neither nibabel nor numpy.  ``curate index``
 must read 100k headers in seconds, and importing nibabel alone costs about
 0.3 s (it pulls in pydicom) — more than the whole per-file work on a small
-collection.  A NIfTI header is four fixed fields at offsets set by the NIfTI-1
-and NIfTI-2 standards, so they are unpacked with :mod:`struct`;
+collection.  The fields we need (magic, datatype, dim, pixdim; sform when
+pixdim is 0 or NaN) sit at offsets set by the NIfTI-1 and NIfTI-2 standards,
+so they are unpacked with :mod:`struct`;
 ``tests/curate/test_headers.py`` checks every offset and every datatype code
 against nibabel's own header layouts, and images are still read with nibabel
 (:mod:`curate.io`).
@@ -13,6 +14,7 @@ against nibabel's own header layouts, and images are still read with nibabel
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
@@ -37,14 +39,21 @@ class HeaderInfo:
 
 
 def is_nifti(name: str) -> bool:
-    """True for ``.nii`` and ``.nii.gz`` names."""
-    return name.endswith(NIFTI_SUFFIXES)
+    """True for ``.nii`` and ``.nii.gz`` names, in any letter case (``T1.NII`` from a Windows export).
+
+    Examples
+    --------
+    >>> is_nifti("T1.NII.GZ"), is_nifti("T1.nii"), is_nifti("T1.gz")
+    (True, True, False)
+    """
+    return name.lower().endswith(NIFTI_SUFFIXES)
 
 
 def strip_nifti_suffix(name: str) -> str:
-    """``sub-01_T1w.nii.gz`` -> ``sub-01_T1w``."""
+    """``sub-01_T1w.nii.gz`` -> ``sub-01_T1w`` (the suffix in any letter case)."""
+    lowered = name.lower()
     for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
+        if lowered.endswith(suffix):
             return name[: -len(suffix)]
     return name
 
@@ -58,12 +67,16 @@ class _Layout:
     datatype: int               # int16
     dim: tuple[int, str]        # offset, struct code of 8 elements
     pixdim: tuple[int, str]
+    sform_code: tuple[int, str]  # offset, struct code
+    srow_x: tuple[int, str]     # offset, struct code of 4 elements; srow_y, srow_z follow
 
 
 #: NIfTI-1 (348-byte) and NIfTI-2 (540-byte) headers.
 LAYOUTS = {
-    348: _Layout(size=348, magic=(344, 4), datatype=70, dim=(40, "h"), pixdim=(76, "f")),
-    540: _Layout(size=540, magic=(4, 4), datatype=12, dim=(16, "q"), pixdim=(104, "d")),
+    348: _Layout(size=348, magic=(344, 4), datatype=70, dim=(40, "h"), pixdim=(76, "f"),
+                 sform_code=(254, "h"), srow_x=(280, "f")),
+    540: _Layout(size=540, magic=(4, 4), datatype=12, dim=(16, "q"), pixdim=(104, "d"),
+                 sform_code=(348, "i"), srow_x=(400, "d")),
 }
 
 _MAGICS = (b"n+1", b"ni1", b"n+2", b"ni2")
@@ -138,7 +151,24 @@ def parse_header(raw: bytes) -> tuple[tuple[int, ...], tuple[float, ...], str]:
         raise ValueError(f"invalid number of dimensions {ndim}")
     pixdim = struct.unpack_from(f"{order}8{layout.pixdim[1]}", raw, layout.pixdim[0])
     (code,) = struct.unpack_from(f"{order}h", raw, layout.datatype)
-    return tuple(dim[1: ndim + 1]), tuple(float(z) for z in pixdim[1: ndim + 1]), _dtype_name(code)
+    zooms = [float(z) for z in pixdim[1: ndim + 1]]
+    if not all(0 < abs(z) < math.inf for z in zooms[:3]):
+        zooms[:3] = _sform_sizes(raw, layout, order)[: min(ndim, 3)]
+    return tuple(dim[1: ndim + 1]), tuple(zooms), _dtype_name(code)
+
+
+def _sform_sizes(raw: bytes, layout: _Layout, order: str) -> list[float]:
+    """Voxel sizes from the sform's column lengths, for a header whose ``pixdim`` is 0 or NaN.
+
+    Without a usable sform each size is 1 mm, as nibabel reads such headers.
+    """
+    (code,) = struct.unpack_from(f"{order}{layout.sform_code[1]}", raw, layout.sform_code[0])
+    offset, kind = layout.srow_x
+    rows = struct.unpack_from(f"{order}12{kind}", raw, offset)
+    sizes = [math.sqrt(sum(rows[4 * r + c] ** 2 for r in range(3))) for c in range(3)]
+    if code > 0 and all(0 < v < math.inf for v in sizes):
+        return sizes
+    return [1.0, 1.0, 1.0]
 
 
 _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, MemoryError, struct.error)

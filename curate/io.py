@@ -15,7 +15,11 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.nifti1 import Nifti1Header
+from nibabel.nifti2 import Nifti2Header
+from nibabel.spatialimages import HeaderDataError
 
+from curate import nifti
 from curate.atomic import temp_beside, write_bytes, write_json, write_text  # noqa: F401
 
 # Header-only reads live in curate.headers (no nibabel import, for the index
@@ -40,28 +44,69 @@ class ImageData:
     zooms: tuple[float, ...]
     bvals: np.ndarray | None = None
     bvecs: np.ndarray | None = None
+    #: What reading changed to make the file usable (fallback affine, magnitude of complex data...).
+    notes: tuple[str, ...] = ()
 
 
-_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile,
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, HeaderDataError,
                 nib.filebasedimages.ImageFileError, MemoryError)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _open(path: Path) -> tuple[Any, str | None]:
+    """The file opened for reading, decompressed when its bytes (not its name) say gzip.
+
+    Returns the file object and a note when the name says otherwise (a
+    ``.nii.gz`` that is not compressed, a ``.nii`` that is).
+    """
+    with open(path, "rb") as probe:
+        compressed = probe.read(2) == _GZIP_MAGIC
+    named_gz = str(path).lower().endswith(".gz")
+    note = None
+    if compressed != named_gz:
+        note = (f"file is {'' if compressed else 'not '}gzip-compressed although "
+                f"its name {'does not end' if compressed else 'ends'} in .gz")
+    return (gzip.open(path, "rb") if compressed else open(path, "rb")), note
+
+
+def _header(fobj: Any) -> Nifti1Header:
+    """The NIfTI-1 or NIfTI-2 header at the start of ``fobj`` (told apart by ``sizeof_hdr``)."""
+    start = fobj.read(4)
+    fobj.seek(0)
+    sizes = {int.from_bytes(start, "little"), int.from_bytes(start, "big")}
+    klass = Nifti2Header if 540 in sizes else Nifti1Header
+    if not sizes & {348, 540}:
+        raise HeaderDataError("not a NIfTI-1/2 header (bad sizeof_hdr)")
+    return klass.from_fileobj(fobj)
 
 
 def read_image(path: Path) -> ImageData:
     """Read a NIfTI image's data as float32 (every byte decompressed and checked).
 
+    nibabel reads the header and data; :mod:`curate.nifti` decides the
+    intensities (complex data as magnitude), the affine (an invalid sform or
+    qform is passed over) and the voxel sizes, and a 2D image becomes a
+    one-slice volume.  What was changed is listed in ``ImageData.notes``.
+
     Raises
     ------
     UnreadableImage
-        On truncated or corrupt data, as well as on header problems.
+        On truncated or corrupt data, header problems, or colour (RGB) data.
     """
     try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        zooms = tuple(float(z) for z in img.header.get_zooms())
-        affine = np.asarray(img.affine, dtype=float)
-    except _READ_ERRORS as exc:
-        raise UnreadableImage(f"data: {type(exc).__name__}: {exc}") from exc
-    return ImageData(data=data, affine=affine, zooms=zooms)
+        fobj, note = _open(path)
+        with fobj:
+            header = _header(fobj)
+            data, notes = nifti.intensities(header.data_from_fileobj(fobj))
+    except (*_READ_ERRORS, nifti.NotIntensities) as exc:
+        raise UnreadableImage(" ".join(f"data: {type(exc).__name__}: {exc}".split())) from exc
+    affine, affine_notes = nifti.best_affine(header)
+    data = nifti.as_volume(data)
+    zooms, zoom_notes = nifti.voxel_sizes(tuple(float(z) for z in header.get_zooms()), affine,
+                                          data.ndim)
+    notes = (*([note] if note else []), *notes, *affine_notes, *zoom_notes)
+    return ImageData(data=data, affine=affine, zooms=zooms, notes=notes)
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype: Any = None) -> None:
@@ -80,8 +125,9 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype: Any = N
 def read_slice_dim(path: Path) -> int | None:
     """The NIfTI header's slice dimension (0, 1 or 2), or ``None`` when unset or unreadable."""
     try:
-        header = nib.load(str(path)).header
-        slice_dim = header.get_dim_info()[2] if hasattr(header, "get_dim_info") else None
+        fobj, _ = _open(path)
+        with fobj:
+            slice_dim = _header(fobj).get_dim_info()[2]
     except _READ_ERRORS:
         return None
     return int(slice_dim) if slice_dim is not None else None

@@ -34,7 +34,7 @@ def _modality_problem(record: HeaderFacts) -> str | None:
     volumes = record.n_volumes or 1
     if record.modality == Modality.DWI.value:
         return "4D diffusion series: source of derived FA/MD/T2w maps, not itself a pre-training image"
-    if ndim > 4:
+    if ndim > 4 and volumes > 1:  # (x, y, z, 1, 1) is a 3D image with a padded header
         return f"{ndim}D image"
     if record.modality not in PRETRAINING_MODALITIES:
         return f"modality {record.modality!r} is not a pre-training image"

@@ -72,7 +72,7 @@ class ArraysStage:
     """Reorient, crop, resample, z-score and store one image with its masks."""
 
     name: ClassVar[str] = "arrays"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     requires: ClassVar[tuple[str, ...]] = ("masks",)
     columns: ClassVar[tuple[str, ...]] = ("array_path", "array_shape", "array_spacing_mm",
                                           "array_crop_box", "array_affine")

@@ -47,7 +47,7 @@ class ReadStage:
     """Read all voxel data once; exclude unreadable and empty images."""
 
     name: ClassVar[str] = "read"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     requires: ClassVar[tuple[str, ...]] = ()
     columns: ClassVar[tuple[str, ...]] = ("converted_path",)
     reasons: ClassVar[tuple[str, ...]] = (ExclusionReason.EMPTY.value,)
@@ -60,6 +60,8 @@ class ReadStage:
 
     def run(self, item: WorkItem, ctx: StageContext) -> list[WorkItem]:
         image = load_image(item, ctx)
+        for note in image.notes:
+            item.record = item.record.with_warning(f"read: {note}")
         problem = emptiness(image.data, ctx.config.read.min_finite_fraction)
         if problem is not None:
             item.record = item.record.excluded_for(ExclusionReason.EMPTY.value, detail=problem)

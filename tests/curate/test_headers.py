@@ -25,6 +25,12 @@ def test_field_offsets_are_nibabels(size: int, header_dtype: np.dtype) -> None:
     assert fields["dim"][0].base.itemsize == np.dtype(layout.dim[1]).itemsize
     assert fields["pixdim"][1] == layout.pixdim[0]
     assert fields["pixdim"][0].base.itemsize == np.dtype(layout.pixdim[1]).itemsize
+    assert fields["sform_code"][1] == layout.sform_code[0]
+    assert fields["sform_code"][0].itemsize == np.dtype(layout.sform_code[1]).itemsize
+    for row in ("srow_x", "srow_y", "srow_z"):  # srow_y and srow_z follow srow_x
+        step = ("srow_x", "srow_y", "srow_z").index(row) * 4 * np.dtype(layout.srow_x[1]).itemsize
+        assert fields[row][1] == layout.srow_x[0] + step
+        assert fields[row][0].base.itemsize == np.dtype(layout.srow_x[1]).itemsize
 
 
 @pytest.mark.parametrize("code", sorted(k for k in nib.nifti1.data_type_codes.code if isinstance(k, int)))
@@ -45,6 +51,20 @@ def test_unknown_datatype_code_is_unreadable(tmp_path: Path) -> None:
     (tmp_path / "h.nii").write_bytes(bytes(raw) + b"\x00" * 4)
     with pytest.raises(headers.UnreadableImage, match="datatype"):
         headers.read_header(tmp_path / "h.nii")
+
+
+@pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
+def test_zero_or_nan_pixdim_takes_voxel_sizes_from_the_sform(tmp_path: Path, mni_t1: nib.Nifti1Image,
+                                                             klass: type) -> None:
+    affine = mni_t1.affine @ np.diag([2.0, 3.0, 4.0, 1.0])
+    img = klass(np.zeros((20, 20, 20), np.int16), affine)
+    for value, sform_code, expected in ((0.0, 2, (2.0, 3.0, 4.0)), (np.nan, 2, (2.0, 3.0, 4.0)),
+                                        (np.nan, 0, (1.0, 1.0, 1.0))):
+        img.header["pixdim"][1:4] = value
+        img.header["sform_code"] = sform_code
+        path = tmp_path / "h.nii"
+        path.write_bytes(img.header.binaryblock + b"\x00" * 4)
+        assert headers.read_header(path).zooms == pytest.approx(expected), (value, sform_code)
 
 
 def test_gzip_header_split_across_reads(tmp_path: Path, mni_t1: nib.Nifti1Image) -> None:
