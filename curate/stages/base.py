@@ -104,8 +104,10 @@ def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
         rel = item.record.converted_path or f"converted/{item.record.dataset}/{item.record.image_id}.nii.gz"
         target = ctx.output_root / rel
         if not target.exists():
-            convert_series(Path(item.dataset_root), list(item.dicom_files), target.parent,
-                           item.record.image_id)
+            conversion = convert_series(Path(item.dataset_root), list(item.dicom_files), target.parent,
+                                        item.record.image_id)
+            if conversion.note:
+                item.record = item.record.with_warning(conversion.note)
         item.record = item.record.replace(converted_path=rel)
         item.source_file = str(target)
     if item.source_file is None:
