@@ -132,11 +132,52 @@ def _transfer_syntax(path: Path) -> str | None:
     return None if syntax is None else str(syntax)
 
 
+#: Deflated explicit VR little endian: dcm2niix cannot read it, pydicom inflates it.
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def _inflate(source: Path, target: Path) -> None:
+    """Rewrite a deflated file as explicit VR little endian (pydicom reads deflate natively)."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(source)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(target, enforce_file_format=True)
+
+
+def _run_dcm2niix(root: Path, rel_files: list[str], tmp: Path, name: str,
+                  inflate: bool) -> tuple[subprocess.CompletedProcess[str], Path, dict[str, str]]:
+    """dcm2niix on the series' files only, linked (or inflated) into a private folder."""
+    src, dst = tmp / ("inflated" if inflate else "in"), tmp / "out"
+    src.mkdir()
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir()
+    links = {}
+    for i, rel in enumerate(rel_files):
+        link = src / f"{i:06d}.dcm"
+        if inflate:
+            try:
+                _inflate(root / rel, link)
+            except (OSError, EOFError, ValueError, TypeError, AttributeError, KeyError) as exc:
+                raise UnreadableImage(f"cannot inflate deflated DICOM {rel}: {exc}") from exc
+        else:
+            os.symlink((root / rel).resolve(), link)
+        links[str(link)] = rel
+    proc = subprocess.run(
+        [dcm2niix_binary(), "-z", "y", "-b", "y", "-ba", "y", "-f", name, "-o", str(dst), str(src)],
+        capture_output=True, text=True, errors="replace", check=False,
+    )
+    return proc, dst, links
+
+
 def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str) -> Conversion:
     """Convert one series with dcm2niix into ``out_dir/name.nii.gz`` (+ json/bval/bvec).
 
     The series' files are linked into a private folder first, so other series
     in the same directory are not converted with it.  Outputs appear atomically.
+    A deflated series, which dcm2niix cannot read, is inflated with pydicom and
+    converted again.
 
     Raises
     ------
@@ -145,22 +186,15 @@ def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str) -
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
-        src = Path(tmp) / "in"
-        dst = Path(tmp) / "out"
-        src.mkdir()
-        dst.mkdir()
-        links = {}
-        for i, rel in enumerate(rel_files):
-            link = src / f"{i:06d}.dcm"
-            os.symlink((root / rel).resolve(), link)
-            links[str(link)] = rel
-        proc = subprocess.run(
-            [dcm2niix_binary(), "-z", "y", "-b", "y", "-ba", "y", "-f", name, "-o", str(dst),
-             str(src)], capture_output=True, text=True, errors="replace", check=False,
-        )
+        proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, inflate=False)
         images = sorted(dst.glob("*.nii.gz"))
+        syntax = None
+        if (proc.returncode != 0 or not images) and rel_files:
+            syntax = _transfer_syntax(root / rel_files[0])
+            if syntax == DEFLATED:
+                proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, inflate=True)
+                images = sorted(dst.glob("*.nii.gz"))
         if proc.returncode != 0 or not images:
-            syntax = _transfer_syntax(root / rel_files[0]) if rel_files else None
             raise UnreadableImage(failure_reason(proc.stdout + proc.stderr, proc.returncode, links, syntax))
         image, note = pick_output(images, name)
         _move_outputs(image, dst, out_dir, name)
