@@ -176,14 +176,16 @@ def _unique_instances(members: list[DicomFileHeader]) -> tuple[list[DicomFileHea
     Exports often hold an instance twice (a study exported into two folders);
     counted twice, its slices would look like a second volume.
     """
-    seen: set[str] = set()
+    seen: set[tuple[Any, ...]] = set()
     kept: list[DicomFileHeader] = []
     for header in sorted(members, key=lambda f: f.rel_path):
-        sop = header.get("SOPInstanceUID")
-        if sop is not None and sop in seen:
+        # A copy has the same UID *and* the same slice: an anonymizer that gave every
+        # file one SOPInstanceUID must not collapse a series to one slice.
+        key = tuple(header.get(k) for k in ("SOPInstanceUID", "ImagePositionPatient", "InstanceNumber",
+                                            "EchoNumbers", "NumberOfFrames"))
+        if key[0] is not None and key in seen:
             continue
-        if sop is not None:
-            seen.add(sop)
+        seen.add(key)
         kept.append(header)
     return kept, len(members) - len(kept)
 
@@ -223,7 +225,10 @@ def _split_key(header: DicomFileHeader) -> tuple[str, str, str]:
     """(echo, part, original-or-derived) of one file."""
     raw = header.get("ImageType")
     types = [str(t).upper() for t in (raw if isinstance(raw, tuple) else (raw,) if raw else ())]
+    # Only phase, real and imaginary parts split a series: files that say "M" and
+    # files that say nothing are both magnitude (DWI b0 and b>0 images may differ so).
     part = image_part(raw)
+    part = part if part in ("phase", "real", "imag") else "mag"
     kind = "derived" if types and types[0] in ("DERIVED", "SECONDARY") else ""
     echo = header.get("EchoNumbers")
     echo = echo[0] if isinstance(echo, tuple) and echo else echo

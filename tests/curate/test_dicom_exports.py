@@ -355,3 +355,28 @@ def test_split_series_labels_only_what_varies() -> None:
     assert [(label, len(files)) for label, files in split_series(echoes)] == [("echo-1", 2), ("echo-2", 2)]
     parts = [header(i, 1, "M" if i < 2 else "P") for i in range(4)]
     assert [label for label, _ in split_series(parts)] == ["part-mag", "part-phase"]
+    unlabelled = [DicomFileHeader(f"s/{i}", 1, 0, "1.2", None, (("EchoNumbers", 1.0), ("ImageType", ("ORIGINAL", "PRIMARY"))))
+                  for i in range(2)]
+    assert [label for label, _ in split_series(one + unlabelled)] == [None]  # "M" and nothing: magnitude
+
+
+def _slice(n: int, sop: str, z: float) -> "DicomFileHeader":
+    from curate.dicom import DicomFileHeader
+
+    fields = (("Rows", 64), ("Columns", 64), ("PixelSpacing", (4.0, 4.0)), ("Modality", "MR"),
+              ("SeriesDescription", "T1 MPRAGE"), ("ImageOrientationPatient", (1.0, 0, 0, 0, 1.0, 0)),
+              ("ImagePositionPatient", (0.0, 0.0, z)), ("InstanceNumber", float(n)), ("SOPInstanceUID", sop))
+    return DicomFileHeader(f"s/{n:03d}", 100_000, 0, "1.2.3", None, fields)
+
+
+def test_only_true_copies_of_an_instance_are_dropped() -> None:
+    from curate.config import TriageConfig
+    from curate.dicom import series_records
+
+    series = [_slice(n, f"1.2.3.{n}", 4.0 * n) for n in range(20)]
+    copies = [dataclasses.replace(h, rel_path="copy/" + h.rel_path) for h in series[:5]]
+    (row,), _ = series_records("ds", series + copies, TriageConfig())
+    assert row.shape == (64, 64, 20) and row.n_volumes == 1 and "5 duplicate file(s)" in row.warnings[0]
+    # an anonymizer that gave every file one SOPInstanceUID: still 20 slices
+    (row,), _ = series_records("ds", [_slice(n, "9.9", 4.0 * n) for n in range(20)], TriageConfig())
+    assert row.shape == (64, 64, 20) and not row.warnings
