@@ -37,7 +37,7 @@ _TAGS = [
     "SeriesDescription", "ProtocolName", "ImageType", "Manufacturer",
     "ManufacturerModelName", "MagneticFieldStrength", "RepetitionTime", "EchoTime",
     "InPlanePhaseEncodingDirection", "PatientAge", "PatientSex", "SOPInstanceUID", "EchoNumbers",
-    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "SeriesNumber",
 ]
 #: What pydicom reads of each file: the keywords above and the Siemens mosaic tags.
 _READ_TAGS: list[Any] = [*_TAGS, MOSAIC_CREATOR, MOSAIC_IMAGES]
@@ -78,7 +78,14 @@ def read_file_header(root: Path, rel_path: str) -> DicomFileHeader | None:
             return None
         return DicomFileHeader(rel_path, stat.st_size, stat.st_mtime_ns,
                                error=f"DICOM header: {type(exc).__name__}: {exc}")
-    return DicomFileHeader(rel_path, stat.st_size, stat.st_mtime_ns, str(uid), None, fields)
+    series = str(uid).strip() or _NO_UID + "\x1f".join(
+        [os.path.dirname(rel_path), str(ds.get("SeriesNumber", "")), str(ds.get("SeriesDescription", ""))])
+    return DicomFileHeader(rel_path, stat.st_size, stat.st_mtime_ns, series, None, fields)
+
+
+#: Series key prefix of files whose SeriesInstanceUID is empty (some anonymizers blank it):
+#: such files are grouped by folder, SeriesNumber and SeriesDescription instead.
+_NO_UID = "no-uid\x1f"
 
 
 def read_headers_batch(rel_paths: list[str], root: str) -> list[DicomFileHeader]:
@@ -282,7 +289,8 @@ def _unreadable_series(dataset: str, uid: str, label: str | None, members: list[
     return triage(ImageRecord(
         image_id=make_image_id(dataset, "dicom", uid, *([label] if label else [])), dataset=dataset,
         source_kind=SourceKind.DICOM.value, source_path=display_path(_series_folder(members)),
-        modality=Modality.OTHER.value, series_instance_uid=uid, acquisition=label,
+        modality=Modality.OTHER.value, acquisition=label,
+        series_instance_uid=None if uid.startswith(_NO_UID) else uid,
         file_size_bytes=sum(m.size for m in members), source_mtime_ns=max(m.mtime_ns for m in members),
     ).excluded_for(ExclusionReason.UNREADABLE.value, detail=detail), config)
 
@@ -307,10 +315,14 @@ def _series_record(dataset: str, uid: str, label: str | None, members: list[Dico
         image_id=make_image_id(dataset, "dicom", uid, *([label] if label else [])), dataset=dataset,
         source_kind=SourceKind.DICOM.value, source_path=display_path(_series_folder(members)),
         modality=_modality(dicom_modality, meta, rules), subject=subject,
-        session=first.get("StudyDate"), acquisition=label, series_instance_uid=uid, included=True,
+        session=first.get("StudyDate"), acquisition=label, included=True,
+        series_instance_uid=None if uid.startswith(_NO_UID) else uid,
         file_size_bytes=sum(m.size for m in members),
         source_mtime_ns=max(m.mtime_ns for m in members), **meta, **geometry,
     )
+    if uid.startswith(_NO_UID):
+        record = record.with_warning("empty SeriesInstanceUID: files grouped by folder, SeriesNumber "
+                                     "and SeriesDescription")
     if dicom_modality not in ("MR", "PT"):
         # CT, SR, RTSTRUCT, ...: their geometry does not matter, their modality says why they go.
         what = "with no image data" if not geometry else "image"

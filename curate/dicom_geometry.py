@@ -162,6 +162,8 @@ def series_geometry(files: list[Header]) -> tuple[dict[str, Any], list[str]]:
                     for f in files}
     if len(orientations) > 1:
         problems.append("mixed slice orientations")
+    if len({tuple(round(v, 4) for v in (f.get("PixelSpacing") or ())) for f in files}) > 1:
+        problems.append("inconsistent pixel spacing")
     spacing_xy = first.get("PixelSpacing") or (1.0, 1.0)
     n_slices = int(first.get("NumberOfFrames") or 1) if len(files) == 1 else len(files)
     slice_spacing = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
@@ -173,7 +175,10 @@ def series_geometry(files: list[Header]) -> tuple[dict[str, Any], list[str]]:
         tiles = math.ceil(math.sqrt(int(first.get("MosaicImages"))))
         rows, cols = rows // tiles, cols // tiles
         n_slices, n_volumes = int(first.get("MosaicImages")), len(files)
-    elif len(positions) > 1 and orient and len(orientations) == 1 and all(p for p in positions):
+    elif not orient or not all(p for p in positions):
+        # dcm2niix would stack such slices in file order on a made-up grid.
+        problems.append("no ImagePositionPatient/ImageOrientationPatient: slice geometry unknown")
+    elif len(positions) > 1 and len(orientations) == 1:
         stacked, n_volumes, spacing = _stack(orient, positions, problems)
         n_slices = stacked or n_slices
         slice_spacing = spacing if spacing is not None else slice_spacing

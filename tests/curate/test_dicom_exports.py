@@ -72,7 +72,7 @@ class Mni:
 def _write(folder: Path, planes, orientation, template: Path, description: str, uid: str | None = None,
            names=None, numbers=True, edit=None) -> str:
     """One series, a file per slice, headers from ``template``."""
-    uid = uid or generate_uid()
+    uid = generate_uid() if uid is None else uid
     for i, (position, plane) in enumerate(planes):
         ds = pydicom.dcmread(template)
         ds.Rows, ds.Columns = plane.shape
@@ -380,3 +380,30 @@ def test_only_true_copies_of_an_instance_are_dropped() -> None:
     # an anonymizer that gave every file one SOPInstanceUID: still 20 slices
     (row,), _ = series_records("ds", [_slice(n, "9.9", 4.0 * n) for n in range(20)], TriageConfig())
     assert row.shape == (64, 64, 20) and not row.warnings
+
+
+def test_series_without_positions_or_with_mixed_pixel_spacing_is_unreadable() -> None:
+    from curate.config import TriageConfig
+    from curate.dicom import series_records
+
+    no_positions = [dataclasses.replace(h, fields=tuple(f for f in h.fields if f[0] != "ImagePositionPatient"))
+                    for h in (_slice(n, f"1.{n}", 4.0 * n) for n in range(20))]
+    (row,), _ = series_records("ds", no_positions, TriageConfig())
+    assert "unreadable" in row.exclusion_reasons and "slice geometry unknown" in row.exclusion_detail
+    mixed = [_slice(n, f"1.{n}", 4.0 * n) for n in range(20)]
+    mixed[7] = dataclasses.replace(mixed[7], fields=mixed[7].fields + (("PixelSpacing", (3.0, 3.0)),))
+    (row,), _ = series_records("ds", mixed, TriageConfig())
+    assert "inconsistent pixel spacing" in row.exclusion_detail
+
+
+def test_files_with_empty_series_uid_are_grouped_by_folder_and_series_number(tmp_path, mni, pydicom_mr) -> None:
+    tree = tmp_path / "export"
+    planes = mni.planes(*AXIAL, n_slices=6)
+    for folder, number in (("a", 3), ("b", 4)):
+        _write(tree / folder, planes, AXIAL, pydicom_mr, "T1 SE", uid="",
+               edit=lambda ds, i, number=number: setattr(ds, "SeriesNumber", number))
+    rows = pipeline.index(tree, tmp_path / "out", CurateConfig(), pipeline.RunOptions(workers=1)).records
+    assert sorted(r.source_path for r in rows) == ["a", "b"]
+    for row in rows:
+        assert row.shape == (N, N, 6) and row.series_instance_uid is None
+        assert "empty SeriesInstanceUID" in row.warnings[0]
