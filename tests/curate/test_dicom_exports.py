@@ -407,3 +407,20 @@ def test_files_with_empty_series_uid_are_grouped_by_folder_and_series_number(tmp
     for row in rows:
         assert row.shape == (N, N, 6) and row.series_instance_uid is None
         assert "empty SeriesInstanceUID" in row.warnings[0]
+
+
+def test_series_that_gained_slices_since_the_last_build_is_converted_again(tmp_path, mni, pydicom_mr) -> None:
+    tree, out = tmp_path / "export", tmp_path / "out"
+    planes = mni.planes(*AXIAL)
+    uid = generate_uid()
+    _write(tree / "s", planes[:16], AXIAL, pydicom_mr, "T1 SE", uid=uid)
+    config = CurateConfig()
+    config = dataclasses.replace(config, triage=dataclasses.replace(config.triage, min_file_size_bytes=20_000))
+    options = pipeline.RunOptions(workers=1, source_kind=SourceKind.DICOM)
+    (first,) = pipeline.build(tree, out, config, options).records
+    _write(tree / "s", planes, AXIAL, pydicom_mr, "T1 SE", uid=uid)  # the rest of the series arrives
+    (second,) = pipeline.build(tree, out, config, options).records
+    assert first.shape == (N, N, 16) and second.shape == (N, N, SLICES)
+    assert nib.load(str(out / second.converted_path)).shape == (N, N, SLICES)
+    assert not (out / first.converted_path).exists()
+    assert not [w for w in second.warnings if "differs from the DICOM headers" in w]
