@@ -59,6 +59,31 @@ class DicomFileHeader:
         return dict(self.fields).get(name)
 
 
+def _starts_like_a_data_set(path: Path) -> bool:
+    """True for a file that opens with a little-endian group 0002 or 0008 element.
+
+    Older exports (and some anonymizers) write DICOM without the 128-byte
+    preamble and ``DICM``, often with no file extension either; pydicom reads
+    such files only when forced.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return head[128:132] != b"DICM" and head[:2] in (b"\x02\x00", b"\x08\x00") and head[3:4] == b"\x00"
+
+
+def _read(path: Path, named_dicom: bool) -> pydicom.Dataset:
+    """The header tags of one file; a file not named DICOM is forced only when it looks like one."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_READ_TAGS, force=named_dicom)
+    except InvalidDicomError:
+        if named_dicom or not _starts_like_a_data_set(path):
+            raise
+    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_READ_TAGS, force=True)
+
+
 def read_file_header(root: Path, rel_path: str) -> DicomFileHeader | None:
     """Header of one file; ``None`` for a file that is not DICOM (and not named so)."""
     path = root / rel_path
@@ -68,7 +93,7 @@ def read_file_header(root: Path, rel_path: str) -> DicomFileHeader | None:
         return DicomFileHeader(rel_path, 0, 0, error=f"cannot stat file: {exc.strerror}")
     named_dicom = rel_path.lower().endswith(DICOM_SUFFIXES)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_READ_TAGS, force=named_dicom)
+        ds = _read(path, named_dicom)
         uid = ds.get("SeriesInstanceUID")
         if uid is None:
             raise InvalidDicomError("no SeriesInstanceUID")

@@ -424,3 +424,19 @@ def test_series_that_gained_slices_since_the_last_build_is_converted_again(tmp_p
     assert nib.load(str(out / second.converted_path)).shape == (N, N, SLICES)
     assert not (out / first.converted_path).exists()
     assert not [w for w in second.warnings if "differs from the DICOM headers" in w]
+
+
+def test_dicom_files_without_preamble_or_extension_are_read(tmp_path, mni, pydicom_mr) -> None:
+    from pydicom.dataset import FileMetaDataset
+
+    tree = tmp_path / "export"
+    _write(tree / "old", mni.planes(*AXIAL, n_slices=6), AXIAL, pydicom_mr, "T1 SE", names=lambda i: f"I{i}")
+    for path in (tree / "old").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.file_meta, ds.preamble = FileMetaDataset(), None
+        ds.save_as(path, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    (tree / "old" / "NOTES").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    result = pipeline.index(tree, tmp_path / "out", CurateConfig(), pipeline.RunOptions(workers=1))
+    (row,) = result.records
+    assert row.source_path == "old" and row.shape == (N, N, 6)
+    assert any("x1" in w for w in result.warnings)  # NOTES is not DICOM: skipped, named in a warning
