@@ -25,7 +25,7 @@ from manifests.schema import ExclusionReason, ImageRecord, Modality, SourceKind,
 
 from curate.config import TriageConfig
 from curate.dicom_convert import Conversion, convert_series, dcm2niix_binary
-from curate.dicom_geometry import MOSAIC_CREATOR, MOSAIC_IMAGES, header_fields, series_geometry
+from curate.dicom_geometry import PRIVATE_TAGS, header_fields, series_geometry
 from curate.discover import DICOM_SUFFIXES, display_path
 from curate.modality import is_derived_series, load_rules, series_modality
 from curate.triage import triage
@@ -39,8 +39,8 @@ _TAGS = [
     "InPlanePhaseEncodingDirection", "PatientAge", "PatientSex", "SOPInstanceUID", "EchoNumbers",
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "SeriesNumber",
 ]
-#: What pydicom reads of each file: the keywords above and the Siemens mosaic tags.
-_READ_TAGS: list[Any] = [*_TAGS, MOSAIC_CREATOR, MOSAIC_IMAGES]
+#: What pydicom reads of each file: the keywords above and the vendors' private tags.
+_READ_TAGS: list[Any] = [*_TAGS, *PRIVATE_TAGS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,13 +253,18 @@ def image_part(image_type: Any) -> str:
     return ""
 
 
+def _part_of(header: DicomFileHeader) -> str:
+    """The image part of one file, from its ImageType or the vendor's private mark (GE)."""
+    return image_part(header.get("ImageType")) or _PARTS.get(header.get("VendorImagePart") or "", "")
+
+
 def _split_key(header: DicomFileHeader) -> tuple[str, str, str]:
     """(echo, part, original-or-derived) of one file."""
     raw = header.get("ImageType")
     types = [str(t).upper() for t in (raw if isinstance(raw, tuple) else (raw,) if raw else ())]
     # Only phase, real and imaginary parts split a series: files that say "M" and
     # files that say nothing are both magnitude (DWI b0 and b>0 images may differ so).
-    part = image_part(raw)
+    part = _part_of(header)
     part = part if part in ("phase", "real", "imag") else "mag"
     kind = "derived" if types and types[0] in ("DERIVED", "SECONDARY") else ""
     echo = header.get("EchoNumbers")
@@ -358,9 +363,9 @@ def _series_record(dataset: str, uid: str, label: str | None, members: list[Dico
     if config.exclude_derived_dicom_series and is_derived_series(meta["image_type"], rules):
         record = record.excluded_for(ExclusionReason.MODALITY.value,
                                      detail=f"derived series (ImageType {meta['image_type']})")
-    elif image_part(meta["image_type"]) in ("phase", "real", "imag"):
+    elif _part_of(first) in ("phase", "real", "imag"):
         record = record.excluded_for(ExclusionReason.MODALITY.value, detail=(
-            f"{image_part(meta['image_type'])} image, not magnitude (ImageType {meta['image_type']})"))
+            f"{_part_of(first)} image, not magnitude (ImageType {meta['image_type']})"))
     return triage(record, config)
 
 

@@ -13,7 +13,9 @@ Three layouts are met in exports:
   functional group sequences (DICOM PS3.3 C.7.6.16).
 
 Header values are gathered by :func:`header_fields` when a file is read, as plain
-Python values, so the grouping of files into series never touches pydicom.
+Python values (with the vendors' private marks that matter: Siemens' mosaic
+size, GE's magnitude/phase image type), so the grouping of files into series
+never touches pydicom objects.
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ import math
 from typing import Any, Protocol
 
 import numpy as np
+import pydicom
 
 #: Siemens private tags: the creator of block (0019,10xx) and NumberOfImagesInMosaic.
 MOSAIC_CREATOR = 0x00190010
 MOSAIC_IMAGES = 0x0019100A
+#: GE private tags: the creator of block (0043,10xx) and the image type
+#: (0 magnitude, 1 phase, 2 real, 3 imaginary), GE's only mark of a phase image.
+GE_CREATOR = 0x00430010
+GE_IMAGE_TYPE = 0x0043102F
+#: What pydicom must read for :func:`header_fields` beyond the keywords asked for.
+PRIVATE_TAGS = (MOSAIC_CREATOR, MOSAIC_IMAGES, GE_CREATOR, GE_IMAGE_TYPE)
+_GE_PARTS = {0: "M", 1: "P", 2: "R", 3: "I"}
 
 
 class Header(Protocol):
@@ -36,8 +46,6 @@ class Header(Protocol):
 
 def _plain(value: Any) -> Any:
     """A header value as plain Python (tuples, floats, ints, strings)."""
-    import pydicom
-
     if isinstance(value, (pydicom.multival.MultiValue, list, tuple)):
         return tuple(_plain(v) for v in value)
     if isinstance(value, (pydicom.valuerep.DSfloat, pydicom.valuerep.IS)):
@@ -56,18 +64,24 @@ def _first_item(ds: Any, *path: str) -> Any:
     return node
 
 
-def _mosaic_images(ds: Any) -> int | None:
-    """NumberOfImagesInMosaic when the Siemens private block is present."""
-    creator = ds.get(MOSAIC_CREATOR)
-    if creator is None or "SIEMENS" not in str(creator.value).upper():
-        return None
-    element = ds.get(MOSAIC_IMAGES)
-    if element is None:
+def _private_int(ds: Any, creator_tag: int, tag: int, vendor: str, signed: bool = False) -> int | None:
+    """A 16-bit private value when its block's creator names ``vendor``."""
+    creator = ds.get(creator_tag)
+    element = ds.get(tag)
+    if creator is None or element is None or vendor not in str(creator.value).upper():
         return None
     value = element.value
-    if isinstance(value, bytes):  # implicit VR without the private dictionary: US little endian
-        value = int.from_bytes(value[:2], "little") if len(value) >= 2 else None
-    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+    if isinstance(value, bytes):  # implicit VR without the private dictionary: little endian
+        value = int.from_bytes(value[:2], "little", signed=signed) if len(value) >= 2 else None
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        value = value[0] if len(value) else None
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def _mosaic_images(ds: Any) -> int | None:
+    """NumberOfImagesInMosaic when the Siemens private block is present."""
+    value = _private_int(ds, MOSAIC_CREATOR, MOSAIC_IMAGES, "SIEMENS")
+    return value if value is not None and value > 0 else None
 
 
 def _enhanced_fields(ds: Any) -> dict[str, Any]:
@@ -109,6 +123,10 @@ def header_fields(ds: Any, keywords: list[str]) -> tuple[tuple[str, Any], ...]:
     mosaic = _mosaic_images(ds)
     if mosaic is not None:
         fields["MosaicImages"] = mosaic
+    ge_part = _GE_PARTS.get(_private_int(ds, GE_CREATOR, GE_IMAGE_TYPE, "GEMS", signed=True))
+    if ge_part is not None:
+        # GE writes ORIGINAL\PRIMARY\OTHER for every part; the part is in its private tag.
+        fields["VendorImagePart"] = ge_part
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is not None:
         fields["TransferSyntaxUID"] = str(syntax)

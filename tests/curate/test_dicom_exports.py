@@ -440,3 +440,26 @@ def test_dicom_files_without_preamble_or_extension_are_read(tmp_path, mni, pydic
     (row,) = result.records
     assert row.source_path == "old" and row.shape == (N, N, 6)
     assert any("x1" in w for w in result.warnings)  # NOTES is not DICOM: skipped, named in a warning
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_ge_magnitude_and_phase_in_one_series_are_told_apart_by_ge_private_image_type(
+        tmp_path, mni, pydicom_mr, implicit) -> None:
+    tree = tmp_path / "export"
+    planes = mni.planes(*AXIAL, n_slices=6)
+
+    def ge(ds: pydicom.Dataset, i: int) -> None:
+        ds.Manufacturer, ds.ImageType = "GE MEDICAL SYSTEMS", ["ORIGINAL", "PRIMARY", "OTHER"]
+        ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x2F, "SS", 0 if i < 6 else 1)
+    _write(tree / "swi", planes + planes, AXIAL, pydicom_mr, "SWAN", edit=ge)
+    if implicit:
+        for path in (tree / "swi").iterdir():
+            ds = pydicom.dcmread(path)
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+            ds.save_as(path, enforce_file_format=True)
+    rows = {r.acquisition: r for r in pipeline.index(tree, tmp_path / "out", CurateConfig(),
+                                                      pipeline.RunOptions(workers=1)).records}
+    assert set(rows) == {"part-mag", "part-phase"}
+    assert rows["part-mag"].shape == (N, N, 6) and rows["part-mag"].n_volumes == 1
+    assert "phase image" in rows["part-phase"].exclusion_detail
+    assert "phase image" not in (rows["part-mag"].exclusion_detail or "")
