@@ -37,7 +37,7 @@ _TAGS = [
     "SeriesDescription", "ProtocolName", "ImageType", "Manufacturer",
     "ManufacturerModelName", "MagneticFieldStrength", "RepetitionTime", "EchoTime",
     "InPlanePhaseEncodingDirection", "PatientAge", "PatientSex", "SOPInstanceUID", "EchoNumbers",
-    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "SeriesNumber",
+    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "SeriesNumber", "SOPClassUID",
 ]
 #: What pydicom reads of each file: the keywords above and the vendors' private tags.
 _READ_TAGS: list[Any] = [*_TAGS, *PRIVATE_TAGS]
@@ -353,11 +353,16 @@ def _series_record(dataset: str, uid: str, label: str | None, members: list[Dico
     if uid.startswith(_NO_UID):
         record = record.with_warning("empty SeriesInstanceUID: files grouped by folder, SeriesNumber "
                                      "and SeriesDescription")
-    if dicom_modality not in ("MR", "PT"):
-        # CT, SR, RTSTRUCT, ...: their geometry does not matter, their modality says why they go.
-        what = "with no image data" if not geometry else "image"
+    if not geometry:
+        # SR, RTSTRUCT, spectroscopy, vendors' non-image objects: no Rows/Columns, not images.
+        sop = first.get("SOPClassUID")
         return triage(record.excluded_for(ExclusionReason.MODALITY.value, detail=(
-            f"DICOM {dicom_modality or 'object without Modality'} {what} (not MR or PET)")), config)
+            f"DICOM {dicom_modality or 'object'} with no image data" + (f" (SOP class {sop})" if sop else ""))),
+            config)
+    if dicom_modality not in ("MR", "PT"):
+        # CT, NM, RTDOSE ...: their geometry does not matter, their modality says why they go.
+        return triage(record.excluded_for(ExclusionReason.MODALITY.value, detail=(
+            f"DICOM {dicom_modality or 'image without Modality'} image (not MR or PET)")), config)
     if problems:
         record = record.excluded_for(ExclusionReason.UNREADABLE.value, detail="; ".join(problems))
     if config.exclude_derived_dicom_series and is_derived_series(meta["image_type"], rules):

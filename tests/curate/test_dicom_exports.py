@@ -167,6 +167,12 @@ def _export(root: Path, mni: Mni, template: Path) -> Path:
     (tree / "other").mkdir()
     for name in ("rtstruct.dcm", "test-SR.dcm"):
         shutil.copy(TEST_FILES / name, tree / "other" / name)
+    report = pydicom.dcmread(template)  # a Siemens "CSA non-image" object: MR, but no pixels
+    for keyword in ("Rows", "Columns", "PixelData"):
+        delattr(report, keyword)
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.3.12.2.1107.5.9.1"
+    report.SeriesInstanceUID = generate_uid()
+    report.save_as(tree / "other" / "csa.dcm", enforce_file_format=True)
     (tree / "mosaic").mkdir()
     for name in ("0.dcm", "1.dcm"):
         shutil.copy(Path(nib.__file__).parent / "tests" / "data" / name, tree / "mosaic" / name)
@@ -290,7 +296,8 @@ def test_siemens_mosaic_geometry_comes_from_the_tiles(built) -> None:
 def test_non_mr_objects_are_excluded_for_their_modality_not_as_unreadable(built) -> None:
     rows, _ = built
     for key, word in ((("ct", None), "DICOM CT image"), (("other/rtstruct.dcm", None), "DICOM RTSTRUCT"),
-                      (("other/test-SR.dcm", None), "DICOM SR")):
+                      (("other/test-SR.dcm", None), "DICOM SR with no image data"),
+                      (("other/csa.dcm", None), "DICOM MR with no image data (SOP class 1.3.12.2.1107.5.9.1)")):
         assert "modality" in rows[key].exclusion_reasons and "unreadable" not in rows[key].exclusion_reasons
         assert word in rows[key].exclusion_detail
 
