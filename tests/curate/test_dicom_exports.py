@@ -470,3 +470,20 @@ def test_ge_magnitude_and_phase_in_one_series_are_told_apart_by_ge_private_image
     assert rows["part-mag"].shape == (N, N, 6) and rows["part-mag"].n_volumes == 1
     assert "phase image" in rows["part-phase"].exclusion_detail
     assert "phase image" not in (rows["part-mag"].exclusion_detail or "")
+
+
+def test_converted_geometry_replaces_header_estimate_and_refuses_unexpected_volumes() -> None:
+    from curate.io import ImageData
+    from curate.stages.read import with_converted_geometry
+
+    record = ImageRecord(image_id="x", dataset="d", source_kind="dicom", source_path="s", modality="T1w",
+                         ndim=3, shape=(90, 100, 40), spacing_mm=(2.0, 2.0, 3.0), n_volumes=1)
+    sagittal = ImageData(np.zeros((40, 90, 100), np.float32), np.eye(4), (3.0, 2.0, 2.0))
+    row = with_converted_geometry(record, sagittal, dwi_source=False)
+    assert row.shape == (40, 90, 100) and row.spacing_mm == (3.0, 2.0, 2.0) and not row.warnings
+    assert row.fov_mm == (120.0, 180.0, 200.0)
+    wider = ImageData(np.zeros((90, 116, 40), np.float32), np.eye(4), (2.0, 2.0, 3.0))
+    assert "differs from the DICOM headers" in with_converted_geometry(record, wider, False).warnings[0]
+    four_d = ImageData(np.zeros((90, 100, 20, 2), np.float32), np.eye(4), (2.0, 2.0, 3.0, 1.0))
+    with pytest.raises(UnreadableImage, match="dcm2niix wrote 2 volumes"):
+        with_converted_geometry(record, four_d, dwi_source=False)
