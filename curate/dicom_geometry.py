@@ -149,6 +149,10 @@ def _positions(files: list[Header]) -> list[Any]:
 def _stack(orient: Any, positions: list[Any], problems: list[str]) -> tuple[int | None, int, float | None]:
     """Slices, volumes and slice spacing from positions along the slice normal."""
     normal = np.cross(np.asarray(orient[:3], float), np.asarray(orient[3:6], float))
+    if not 0.95 < float(np.linalg.norm(normal)) < 1.05:
+        # not two orthogonal unit vectors (all zeros, say): no slice direction to order along
+        problems.append(f"invalid ImageOrientationPatient {tuple(orient)}")
+        return None, 1, None
     depth, counts = np.unique(np.round(np.asarray(positions, float) @ normal, 3), return_counts=True)
     n_slices, n_volumes = None, 1
     if counts.min() != counts.max():

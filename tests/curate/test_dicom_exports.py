@@ -487,3 +487,14 @@ def test_converted_geometry_replaces_header_estimate_and_refuses_unexpected_volu
     four_d = ImageData(np.zeros((90, 100, 20, 2), np.float32), np.eye(4), (2.0, 2.0, 3.0, 1.0))
     with pytest.raises(UnreadableImage, match="dcm2niix wrote 2 volumes"):
         with_converted_geometry(record, four_d, dwi_source=False)
+
+
+def test_zero_orientation_is_unreadable_not_a_stack_of_volumes() -> None:
+    from curate.dicom_geometry import series_geometry
+
+    def header(z: float) -> "DicomFileHeader":
+        return dataclasses.replace(_slice(int(z), f"1.{z}", z), fields=_slice(int(z), f"1.{z}", z).fields + (
+            ("ImageOrientationPatient", (0.0,) * 6),))
+    geometry, problems = series_geometry([header(4.0 * n) for n in range(10)])
+    assert geometry["n_volumes"] == 1 and geometry["shape"] == (64, 64, 10)
+    assert any("invalid ImageOrientationPatient" in p for p in problems)
