@@ -96,7 +96,7 @@ def read_file_header(root: Path, rel_path: str) -> DicomFileHeader | None:
         ds = _read(path, named_dicom)
         uid = ds.get("SeriesInstanceUID")
         if uid is None:
-            raise InvalidDicomError("no SeriesInstanceUID")
+            raise InvalidDicomError("no SeriesInstanceUID (not an image, or a header cut short)")
         fields = header_fields(ds, _TAGS)
     except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError) as exc:
         if not named_dicom:
@@ -196,7 +196,8 @@ def series_records(dataset: str, files: list[DicomFileHeader], config: TriageCon
                                             f"DICOM header values: {type(exc).__name__}: {exc}")
             if copies:
                 record = record.with_warning(f"{copies} duplicate file(s) of the same instances "
-                                             f"(SOPInstanceUID) ignored, e.g. {_copies_example(everything, unique)}")
+                                             f"(SOPInstanceUID) ignored, e.g. "
+                                             f"{_copies_example(everything, unique)}")
             series_files[record.image_id] = [m.rel_path for m in members]
             records.append(record)
     return records, series_files

@@ -225,7 +225,8 @@ def _match(img: nib.Nifti1Image, mni: Mni) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("folder", ["PACS/DICOM/ST000001/SE000001", "sag", "cor", "obl", "split", "enhanced/EMR0001.dcm"])
+@pytest.mark.parametrize("folder", ["PACS/DICOM/ST000001/SE000001", "sag", "cor", "obl", "split",
+                                    "enhanced/EMR0001.dcm"])
 def test_converted_series_lie_where_the_headers_say_and_the_row_has_their_geometry(built, mni, folder) -> None:
     rows, out = built
     row = rows[(folder, None)]
@@ -347,7 +348,8 @@ def test_pick_output_prefers_corrected_stack_and_notes_a_real_choice(tmp_path) -
 def test_failure_reason_quotes_the_error_line_in_source_names() -> None:
     output = "Chris Rorden's dcm2niiX\nFound 2 DICOM file(s)\nError: cannot read /t/in/000001.dcm\nDone\n"
     reason = failure_reason(output, 1, {"/t/in/000001.dcm": "IMG/IM2"}, "1.2.840.10008.1.2.4.91")
-    assert reason == "dcm2niix failed (exit 1): Error: cannot read IMG/IM2 [transfer syntax JPEG 2000 (1.2.840.10008.1.2.4.91)]"
+    assert reason == ("dcm2niix failed (exit 1): Error: cannot read IMG/IM2 "
+                      "[transfer syntax JPEG 2000 (1.2.840.10008.1.2.4.91)]")
 
 
 def test_split_series_labels_only_what_varies() -> None:
@@ -362,7 +364,8 @@ def test_split_series_labels_only_what_varies() -> None:
     assert [(label, len(files)) for label, files in split_series(echoes)] == [("echo-1", 2), ("echo-2", 2)]
     parts = [header(i, 1, "M" if i < 2 else "P") for i in range(4)]
     assert [label for label, _ in split_series(parts)] == ["part-mag", "part-phase"]
-    unlabelled = [DicomFileHeader(f"s/{i}", 1, 0, "1.2", None, (("EchoNumbers", 1.0), ("ImageType", ("ORIGINAL", "PRIMARY"))))
+    plain = (("EchoNumbers", 1.0), ("ImageType", ("ORIGINAL", "PRIMARY")))
+    unlabelled = [DicomFileHeader(f"s/{i}", 1, 0, "1.2", None, plain)
                   for i in range(2)]
     assert [label for label, _ in split_series(one + unlabelled)] == [None]  # "M" and nothing: magnitude
 
