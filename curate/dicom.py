@@ -25,7 +25,7 @@ from manifests.schema import ExclusionReason, ImageRecord, Modality, SourceKind,
 
 from curate.config import TriageConfig
 from curate.dicom_convert import Conversion, convert_series, dcm2niix_binary
-from curate.dicom_geometry import PRIVATE_TAGS, header_fields, series_geometry
+from curate.dicom_geometry import PRIVATE_TAGS, PYDICOM_ERRORS, header_fields, series_geometry
 from curate.discover import DICOM_SUFFIXES, display_path
 from curate.modality import is_derived_series, load_rules, series_modality
 from curate.triage import triage
@@ -98,7 +98,7 @@ def read_file_header(root: Path, rel_path: str) -> DicomFileHeader | None:
         if uid is None:
             raise InvalidDicomError("no SeriesInstanceUID (not an image, or a header cut short)")
         fields = header_fields(ds, _TAGS)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError) as exc:
+    except PYDICOM_ERRORS as exc:
         if not named_dicom:
             return None
         return DicomFileHeader(rel_path, stat.st_size, stat.st_mtime_ns,

@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from curate.dicom_geometry import PYDICOM_ERRORS
 from curate.io import UnreadableImage
 
 #: Name parts dcm2niix adds to a geometry-corrected copy of the raw stack.
@@ -122,11 +123,10 @@ def failure_reason(output: str, returncode: int, links: dict[str, str], syntax: 
 def _transfer_syntax(path: Path) -> str | None:
     """The transfer syntax UID of one file, or ``None`` when it cannot be read."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         meta = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[], force=True).file_meta
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
+    except PYDICOM_ERRORS:
         return None
     syntax = getattr(meta, "TransferSyntaxUID", None)
     return None if syntax is None else str(syntax)
@@ -159,7 +159,7 @@ def _run_dcm2niix(root: Path, rel_files: list[str], tmp: Path, name: str,
         if inflate:
             try:
                 _inflate(root / rel, link)
-            except (OSError, EOFError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            except PYDICOM_ERRORS as exc:
                 raise UnreadableImage(f"cannot inflate deflated DICOM {rel}: {exc}") from exc
         else:
             os.symlink((root / rel).resolve(), link)

@@ -21,11 +21,19 @@ never touches pydicom objects.
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from typing import Any, Protocol
 
 import numpy as np
 import pydicom
 
+#: What pydicom raises on a damaged file (found by corrupting pydicom's own test files):
+#: an unknown VR, a value of odd length, a cut deflate stream, a short struct.
+PYDICOM_ERRORS: tuple[type[BaseException], ...] = (
+    pydicom.errors.InvalidDicomError, pydicom.errors.BytesLengthException, OSError, EOFError, ValueError,
+    TypeError, AttributeError, KeyError, IndexError, NotImplementedError, OverflowError, struct.error,
+    zlib.error)
 #: Siemens private tags: the creator of block (0019,10xx) and NumberOfImagesInMosaic.
 MOSAIC_CREATOR = 0x00190010
 MOSAIC_IMAGES = 0x0019100A

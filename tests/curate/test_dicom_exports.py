@@ -501,3 +501,20 @@ def test_zero_orientation_is_unreadable_not_a_stack_of_volumes() -> None:
     geometry, problems = series_geometry([header(4.0 * n) for n in range(10)])
     assert geometry["n_volumes"] == 1 and geometry["shape"] == (64, 64, 10)
     assert any("invalid ImageOrientationPatient" in p for p in problems)
+
+
+def test_damaged_headers_give_rows_not_a_failed_index(tmp_path, pydicom_mr) -> None:
+    """Damage found by fuzzing pydicom's test files: each once crashed the whole index."""
+    raw = pydicom_mr.read_bytes()
+    rows_tag = raw.find(b"\x28\x00\x10\x00US")  # Rows, explicit VR
+    tree = tmp_path / "export"
+    tree.mkdir()
+    (tree / "unknown_vr.dcm").write_bytes(raw[:rows_tag + 4] + b"U4" + raw[rows_tag + 6:])
+    (tree / "odd_length.dcm").write_bytes(raw[:rows_tag + 6] + b"\x03\x00" + raw[rows_tag + 8:])
+    (tree / "IM_unknown_vr").write_bytes((tree / "unknown_vr.dcm").read_bytes())
+    result = pipeline.index(tree, tmp_path / "out", CurateConfig(), pipeline.RunOptions(workers=1))
+    rows = {r.source_path: r for r in result.records}
+    assert set(rows) == {"unknown_vr.dcm", "odd_length.dcm"}
+    assert "NotImplementedError" in rows["unknown_vr.dcm"].exclusion_detail
+    assert "BytesLengthException" in rows["odd_length.dcm"].exclusion_detail
+    assert any("(no extension) x1" in w for w in result.warnings)
