@@ -146,8 +146,8 @@ def _inflate(source: Path, target: Path) -> None:
     ds.save_as(target, enforce_file_format=True)
 
 
-def _run_dcm2niix(root: Path, rel_files: list[str], tmp: Path, name: str,
-                  inflate: bool) -> tuple[subprocess.CompletedProcess[str], Path, dict[str, str]]:
+def _run_dcm2niix(root: Path, rel_files: list[str], tmp: Path, name: str, inflate: bool,
+                  timeout_s: float | None) -> tuple[subprocess.CompletedProcess[str], Path, dict[str, str]]:
     """dcm2niix on the series' files only, linked (or inflated) into a private folder."""
     src, dst = tmp / ("inflated" if inflate else "in"), tmp / "out"
     src.mkdir()
@@ -164,14 +164,18 @@ def _run_dcm2niix(root: Path, rel_files: list[str], tmp: Path, name: str,
         else:
             os.symlink((root / rel).resolve(), link)
         links[str(link)] = rel
-    proc = subprocess.run(
-        [dcm2niix_binary(), "-z", "y", "-b", "y", "-ba", "y", "-f", name, "-o", str(dst), str(src)],
-        capture_output=True, text=True, errors="replace", check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [dcm2niix_binary(), "-z", "y", "-b", "y", "-ba", "y", "-f", name, "-o", str(dst), str(src)],
+            capture_output=True, text=True, errors="replace", check=False, timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise UnreadableImage(f"dcm2niix did not finish within {timeout_s:g} s") from exc
     return proc, dst, links
 
 
-def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str) -> Conversion:
+def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str,
+                   timeout_s: float | None = None) -> Conversion:
     """Convert one series with dcm2niix into ``out_dir/name.nii.gz`` (+ json/bval/bvec).
 
     The series' files are linked into a private folder first, so other series
@@ -182,17 +186,17 @@ def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str) -
     Raises
     ------
     UnreadableImage
-        If dcm2niix fails or writes no image.
+        If dcm2niix fails, writes no image or runs longer than ``timeout_s``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
-        proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, inflate=False)
+        proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, False, timeout_s)
         images = sorted(dst.glob("*.nii.gz"))
         syntax = None
         if (proc.returncode != 0 or not images) and rel_files:
             syntax = _transfer_syntax(root / rel_files[0])
             if syntax == DEFLATED:
-                proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, inflate=True)
+                proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, True, timeout_s)
                 images = sorted(dst.glob("*.nii.gz"))
         if proc.returncode != 0 or not images:
             raise UnreadableImage(failure_reason(proc.stdout + proc.stderr, proc.returncode, links, syntax))

@@ -130,7 +130,8 @@ def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
         target = ctx.output_root / rel
         if not target.exists():
             name = target.name[: -len(".nii.gz")]
-            conversion = convert_series(Path(item.dataset_root), list(item.dicom_files), target.parent, name)
+            conversion = convert_series(Path(item.dataset_root), list(item.dicom_files), target.parent, name,
+                                        ctx.config.read.dcm2niix_timeout_s)
             if conversion.note:
                 item.record = item.record.with_warning(conversion.note)
             _drop_stale_conversions(target.parent, item.record.image_id, name)

@@ -518,3 +518,16 @@ def test_damaged_headers_give_rows_not_a_failed_index(tmp_path, pydicom_mr) -> N
     assert "NotImplementedError" in rows["unknown_vr.dcm"].exclusion_detail
     assert "BytesLengthException" in rows["odd_length.dcm"].exclusion_detail
     assert any("(no extension) x1" in w for w in result.warnings)
+
+
+def test_dcm2niix_that_hangs_is_stopped(tmp_path, monkeypatch, pydicom_mr) -> None:
+    from curate import dicom_convert
+
+    hang = tmp_path / "dcm2niix"
+    hang.write_text("#!/bin/sh\nexec sleep 30\n")
+    hang.chmod(0o755)
+    monkeypatch.setattr(dicom_convert, "dcm2niix_binary", lambda: str(hang))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.dcm").write_bytes(pydicom_mr.read_bytes())
+    with pytest.raises(UnreadableImage, match="did not finish within 0.5 s"):
+        convert_series(tmp_path / "src", ["a.dcm"], tmp_path / "out", "x", timeout_s=0.5)
