@@ -34,10 +34,12 @@ class TriageConfig:
 
 @dataclass(frozen=True, slots=True)
 class ReadConfig:
-    """The full data read that catches corrupt or empty images."""
+    """The full data read that catches corrupt or empty images (and converts DICOM series)."""
 
     enabled: bool = True
     min_finite_fraction: float = 0.01
+    #: A dcm2niix run on one series taking longer than this is stopped (the series is unreadable).
+    dcm2niix_timeout_s: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)

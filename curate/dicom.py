@@ -1,6 +1,7 @@
 """DICOM trees: per-file headers (pydicom), grouping into series, conversion (dcm2niix).
 
-One image per SeriesInstanceUID.  Headers are read with
+One image per SeriesInstanceUID, or per part of a series that holds several
+images (echoes, magnitude/phase; :func:`split_series`).  Headers are read with
 ``stop_before_pixels`` and a short tag list; geometry checks (missing
 slices, mixed orientations, inconsistent matrix sizes) are made from the
 headers alone.  Conversion to NIfTI is left to dcm2niix, the converter the
@@ -11,24 +12,21 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
 from manifests.schema import ExclusionReason, ImageRecord, Modality, SourceKind, make_image_id
 
 from curate.config import TriageConfig
+from curate.dicom_convert import Conversion, convert_series, dcm2niix_binary
+from curate.dicom_geometry import PRIVATE_TAGS, PYDICOM_ERRORS, header_fields, series_geometry
 from curate.discover import DICOM_SUFFIXES, display_path
-from curate.io import UnreadableImage
 from curate.modality import is_derived_series, load_rules, series_modality
 from curate.triage import triage
 
@@ -38,8 +36,11 @@ _TAGS = [
     "ImagePositionPatient", "ImageOrientationPatient", "NumberOfFrames", "InstanceNumber",
     "SeriesDescription", "ProtocolName", "ImageType", "Manufacturer",
     "ManufacturerModelName", "MagneticFieldStrength", "RepetitionTime", "EchoTime",
-    "InPlanePhaseEncodingDirection", "PatientAge", "PatientSex",
+    "InPlanePhaseEncodingDirection", "PatientAge", "PatientSex", "SOPInstanceUID", "EchoNumbers",
+    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "SeriesNumber", "SOPClassUID",
 ]
+#: What pydicom reads of each file: the keywords above and the vendors' private tags.
+_READ_TAGS: list[Any] = [*_TAGS, *PRIVATE_TAGS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +59,29 @@ class DicomFileHeader:
         return dict(self.fields).get(name)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, pydicom.multival.MultiValue) or isinstance(value, list):
-        return tuple(_plain(v) for v in value)
-    if isinstance(value, (pydicom.valuerep.DSfloat, pydicom.valuerep.IS)):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return value
-    return None if value is None else str(value)
+def _starts_like_a_data_set(path: Path) -> bool:
+    """True for a file that opens with a little-endian group 0002 or 0008 element.
+
+    Older exports (and some anonymizers) write DICOM without the 128-byte
+    preamble and ``DICM``, often with no file extension either; pydicom reads
+    such files only when forced.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return head[128:132] != b"DICM" and head[:2] in (b"\x02\x00", b"\x08\x00") and head[3:4] == b"\x00"
+
+
+def _read(path: Path, named_dicom: bool) -> pydicom.Dataset:
+    """The header tags of one file; a file not named DICOM is forced only when it looks like one."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_READ_TAGS, force=named_dicom)
+    except InvalidDicomError:
+        if named_dicom or not _starts_like_a_data_set(path):
+            raise
+    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_READ_TAGS, force=True)
 
 
 def read_file_header(root: Path, rel_path: str) -> DicomFileHeader | None:
@@ -77,17 +93,24 @@ def read_file_header(root: Path, rel_path: str) -> DicomFileHeader | None:
         return DicomFileHeader(rel_path, 0, 0, error=f"cannot stat file: {exc.strerror}")
     named_dicom = rel_path.lower().endswith(DICOM_SUFFIXES)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS, force=named_dicom)
+        ds = _read(path, named_dicom)
         uid = ds.get("SeriesInstanceUID")
         if uid is None:
-            raise InvalidDicomError("no SeriesInstanceUID")
-        fields = tuple((tag, _plain(ds.get(tag))) for tag in _TAGS if ds.get(tag) is not None)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError) as exc:
+            raise InvalidDicomError("no SeriesInstanceUID (not an image, or a header cut short)")
+        fields = header_fields(ds, _TAGS)
+    except PYDICOM_ERRORS as exc:
         if not named_dicom:
             return None
         return DicomFileHeader(rel_path, stat.st_size, stat.st_mtime_ns,
                                error=f"DICOM header: {type(exc).__name__}: {exc}")
-    return DicomFileHeader(rel_path, stat.st_size, stat.st_mtime_ns, str(uid), None, fields)
+    series = str(uid).strip() or _NO_UID + "\x1f".join(
+        [os.path.dirname(rel_path), str(ds.get("SeriesNumber", "")), str(ds.get("SeriesDescription", ""))])
+    return DicomFileHeader(rel_path, stat.st_size, stat.st_mtime_ns, series, None, fields)
+
+
+#: Series key prefix of files whose SeriesInstanceUID is empty (some anonymizers blank it):
+#: such files are grouped by folder, SeriesNumber and SeriesDescription instead.
+_NO_UID = "no-uid\x1f"
 
 
 def read_headers_batch(rel_paths: list[str], root: str) -> list[DicomFileHeader]:
@@ -111,51 +134,6 @@ def read_headers_batch(rel_paths: list[str], root: str) -> list[DicomFileHeader]
     finally:
         logger.setLevel(level)
     return out
-
-
-def _geometry(files: list[DicomFileHeader]) -> tuple[dict[str, Any], list[str]]:
-    """Shape, spacing and FOV of a series, and what is wrong with its geometry."""
-    problems: list[str] = []
-    first = files[0]
-    rows, cols = first.get("Rows"), first.get("Columns")
-    if rows is None or cols is None:
-        return {}, ["no Rows/Columns"]
-    if len({(f.get("Rows"), f.get("Columns")) for f in files}) > 1:
-        problems.append("inconsistent matrix sizes")
-    orientations = {tuple(round(v, 3) for v in (f.get("ImageOrientationPatient") or ()))
-                    for f in files}
-    if len(orientations) > 1:
-        problems.append("mixed slice orientations")
-    spacing_xy = first.get("PixelSpacing") or (1.0, 1.0)
-    frames = int(first.get("NumberOfFrames") or 1)
-    n_slices = frames if len(files) == 1 else len(files)
-    slice_spacing = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
-    orient = first.get("ImageOrientationPatient")
-    positions = [f.get("ImagePositionPatient") for f in files]
-    n_volumes = 1
-    if len(files) > 1 and orient and len(orientations) == 1 and all(p for p in positions):
-        normal = np.cross(np.asarray(orient[:3], float), np.asarray(orient[3:6], float))
-        depth, counts = np.unique(np.round(np.asarray(positions, float) @ normal, 3), return_counts=True)
-        if counts.min() != counts.max():
-            problems.append("duplicated slice positions")
-        else:
-            # Every position the same number of times: one slice per volume of a
-            # multi-volume series (DWI, BOLD), as dcm2niix stacks them.
-            n_volumes, n_slices = int(counts[0]), int(depth.size)
-        gaps = np.diff(depth)
-        if gaps.size:
-            slice_spacing = float(np.median(gaps))
-            if gaps.max() > 1.5 * slice_spacing:
-                problems.append(f"missing slices (gap of {gaps.max():.2f} mm, "
-                                f"spacing {slice_spacing:.2f} mm)")
-    shape = (int(cols), int(rows), int(n_slices))
-    spacing = (float(spacing_xy[1]), float(spacing_xy[0]), abs(slice_spacing))
-    return {
-        "ndim": 3 if n_volumes == 1 else 4,
-        "shape": shape if n_volumes == 1 else (*shape, n_volumes),
-        "spacing_mm": spacing, "n_volumes": n_volumes,
-        "fov_mm": tuple(s * z for s, z in zip(shape, spacing)),
-    }, problems
 
 
 def _metadata(first: DicomFileHeader) -> dict[str, Any]:
@@ -185,7 +163,12 @@ def _metadata(first: DicomFileHeader) -> dict[str, Any]:
 
 def series_records(dataset: str, files: list[DicomFileHeader], config: TriageConfig,
                    ) -> tuple[list[ImageRecord], dict[str, list[str]]]:
-    """Group file headers into one record per series; also return each series' files."""
+    """Group file headers into one record per image; also return each image's files.
+
+    An image is a series, or one part of a series that holds several images
+    (echoes, magnitude and phase, original and derived slices; see
+    :func:`split_series`).  Copies of one instance (same SOPInstanceUID) count once.
+    """
     rules = load_rules()
     by_series: dict[str, list[DicomFileHeader]] = defaultdict(list)
     records: list[ImageRecord] = []
@@ -200,18 +183,120 @@ def series_records(dataset: str, files: list[DicomFileHeader], config: TriageCon
         else:
             by_series[header.series_uid or ""].append(header)
     series_files: dict[str, list[str]] = {}
-    for uid, members in sorted(by_series.items()):
-        members.sort(key=lambda f: (_number(f.get("InstanceNumber"), int) or 0, f.rel_path))
-        try:
-            record = _series_record(dataset, uid, members, config, rules)
-        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-            # A header value that makes no sense (an IS of "1A", a 2-value orientation):
-            # the series gets a row saying so instead of failing the whole index.
-            record = _unreadable_series(dataset, uid, members, config,
-                                        f"DICOM header values: {type(exc).__name__}: {exc}")
-        series_files[record.image_id] = [m.rel_path for m in members]
-        records.append(record)
+    for uid, everything in sorted(by_series.items()):
+        unique, copies = _unique_instances(everything)
+        for label, members in split_series(unique):
+            members.sort(key=lambda f: (_number(f.get("InstanceNumber"), int) or 0, f.rel_path))
+            try:
+                record = _series_record(dataset, uid, label, members, config, rules)
+            except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+                # A header value that makes no sense (an IS of "1A", a 2-value orientation):
+                # the series gets a row saying so instead of failing the whole index.
+                record = _unreadable_series(dataset, uid, label, members, config,
+                                            f"DICOM header values: {type(exc).__name__}: {exc}")
+            if copies:
+                record = record.with_warning(f"{copies} duplicate file(s) of the same instances "
+                                             f"(SOPInstanceUID) ignored, e.g. "
+                                             f"{_copies_example(everything, unique)}")
+            series_files[record.image_id] = [m.rel_path for m in members]
+            records.append(record)
     return records, series_files
+
+
+def _unique_instances(members: list[DicomFileHeader]) -> tuple[list[DicomFileHeader], int]:
+    """The files of a series with copies of one instance (same SOPInstanceUID) dropped.
+
+    Exports often hold an instance twice (a study exported into two folders);
+    counted twice, its slices would look like a second volume.
+    """
+    seen: set[tuple[Any, ...]] = set()
+    kept: list[DicomFileHeader] = []
+    for header in sorted(members, key=lambda f: f.rel_path):
+        # A copy has the same UID *and* the same slice: an anonymizer that gave every
+        # file one SOPInstanceUID must not collapse a series to one slice.
+        key = tuple(header.get(k) for k in ("SOPInstanceUID", "ImagePositionPatient", "InstanceNumber",
+                                            "EchoNumbers", "NumberOfFrames"))
+        if key[0] is not None and key in seen:
+            continue
+        seen.add(key)
+        kept.append(header)
+    return kept, len(members) - len(kept)
+
+
+def _copies_example(everything: list[DicomFileHeader], kept: list[DicomFileHeader]) -> str:
+    """One ignored copy, by path."""
+    kept_paths = {k.rel_path for k in kept}
+    return next(f.rel_path for f in sorted(everything, key=lambda f: f.rel_path)
+                if f.rel_path not in kept_paths)
+
+
+#: ImageType values (third and later) that dcm2niix writes as images of their own.
+_PARTS = {"M": "mag", "MAGNITUDE": "mag", "P": "phase", "PHASE": "phase", "R": "real",
+          "REAL": "real", "I": "imag", "IMAGINARY": "imag"}
+
+
+def image_part(image_type: Any) -> str:
+    """``mag``, ``phase``, ``real``, ``imag`` from an ImageType, or ``""`` when it says none.
+
+    Siemens writes ``M``/``P``/``R``/``I`` (or the words), Philips ``M_FFE``, ``P_SE``...
+
+    Examples
+    --------
+    >>> image_part(("ORIGINAL", "PRIMARY", "P", "ND")), image_part(("ORIGINAL", "PRIMARY", "M_FFE"))
+    ('phase', 'mag')
+    """
+    types = [str(t).upper() for t in (image_type if isinstance(image_type, tuple) else
+                                      (image_type,) if image_type else ())]
+    for value in types[2:]:
+        for word in (value, value.split("_")[0]):
+            if word in _PARTS:
+                return _PARTS[word]
+    return ""
+
+
+def _part_of(header: DicomFileHeader) -> str:
+    """The image part of one file, from its ImageType or the vendor's private mark (GE)."""
+    return image_part(header.get("ImageType")) or _PARTS.get(header.get("VendorImagePart") or "", "")
+
+
+def _split_key(header: DicomFileHeader) -> tuple[str, str, str]:
+    """(echo, part, original-or-derived) of one file."""
+    raw = header.get("ImageType")
+    types = [str(t).upper() for t in (raw if isinstance(raw, tuple) else (raw,) if raw else ())]
+    # Only phase, real and imaginary parts split a series: files that say "M" and
+    # files that say nothing are both magnitude (DWI b0 and b>0 images may differ so).
+    part = _part_of(header)
+    part = part if part in ("phase", "real", "imag") else "mag"
+    kind = "derived" if types and types[0] in ("DERIVED", "SECONDARY") else ""
+    echo = header.get("EchoNumbers")
+    echo = echo[0] if isinstance(echo, tuple) and echo else echo
+    number = _number(echo)
+    return (f"{number:g}" if number is not None else "", part, kind)
+
+
+def split_series(members: list[DicomFileHeader]) -> list[tuple[str | None, list[DicomFileHeader]]]:
+    """The images in one series: ``[(label, files)]``, label ``None`` when it is one image.
+
+    A series whose files differ in EchoNumbers (multi-echo), in the magnitude /
+    phase / real / imaginary value of ImageType, or in ORIGINAL / DERIVED
+    (Philips puts the ADC map in the DWI series) holds several images; dcm2niix
+    would write each to its own file (``_e2``, ``_ph``, ``_ADC``).  Each becomes a
+    row of its own, labelled e.g. ``echo-2`` or ``part-phase`` (the BIDS entities)
+    in the row's ``acquisition`` column.
+    """
+    groups: dict[tuple[str, str, str], list[DicomFileHeader]] = defaultdict(list)
+    for header in members:
+        groups[_split_key(header)].append(header)
+    if len(groups) == 1:
+        return [(None, members)]
+    varies = [len({key[i] for key in groups}) > 1 for i in range(3)]
+    out = []
+    for (echo, part, kind), files in sorted(groups.items()):
+        words = [f"echo-{echo or 'none'}" if varies[0] else "",
+                 f"part-{part or 'none'}" if varies[1] else "",
+                 (kind or "original") if varies[2] else ""]
+        out.append(("_".join(w for w in words if w), files))
+    return out
 
 
 def _number(value: Any, kind: type = float) -> Any:
@@ -229,92 +314,66 @@ def _series_folder(members: list[DicomFileHeader]) -> str:
     return os.path.commonpath([os.path.dirname(m.rel_path) for m in members]) or "."
 
 
-def _unreadable_series(dataset: str, uid: str, members: list[DicomFileHeader], config: TriageConfig,
-                       detail: str) -> ImageRecord:
+def _unreadable_series(dataset: str, uid: str, label: str | None, members: list[DicomFileHeader],
+                       config: TriageConfig, detail: str) -> ImageRecord:
     """The row of a series whose headers cannot be interpreted."""
     return triage(ImageRecord(
-        image_id=make_image_id(dataset, "dicom", uid), dataset=dataset,
+        image_id=make_image_id(dataset, "dicom", uid, *([label] if label else [])), dataset=dataset,
         source_kind=SourceKind.DICOM.value, source_path=display_path(_series_folder(members)),
-        modality=Modality.OTHER.value, series_instance_uid=uid,
+        modality=Modality.OTHER.value, acquisition=label,
+        series_instance_uid=None if uid.startswith(_NO_UID) else uid,
         file_size_bytes=sum(m.size for m in members), source_mtime_ns=max(m.mtime_ns for m in members),
     ).excluded_for(ExclusionReason.UNREADABLE.value, detail=detail), config)
 
 
-def _series_record(dataset: str, uid: str, members: list[DicomFileHeader],
+def _modality(dicom_modality: Any, meta: dict[str, Any], rules: Any) -> str:
+    if dicom_modality == "PT":
+        return Modality.PET.value
+    if dicom_modality == "MR":
+        return series_modality([meta["series_description"], meta["protocol_name"]],
+                               meta["image_type"], rules)
+    return Modality.OTHER.value
+
+
+def _series_record(dataset: str, uid: str, label: str | None, members: list[DicomFileHeader],
                    config: TriageConfig, rules: Any) -> ImageRecord:
     first = members[0]
     meta = _metadata(first)
-    folder = _series_folder(members)
     dicom_modality = first.get("Modality")
-    if dicom_modality == "PT":
-        modality = Modality.PET.value
-    elif dicom_modality == "MR":
-        modality = series_modality([meta["series_description"], meta["protocol_name"]],
-                                   meta["image_type"], rules)
-    else:
-        modality = Modality.OTHER.value
-    geometry, problems = _geometry(members)
+    geometry, problems = series_geometry(members)
+    subject = str(first.get("PatientID") or "").strip() or None
     record = ImageRecord(
-        image_id=make_image_id(dataset, "dicom", uid), dataset=dataset,
-        source_kind=SourceKind.DICOM.value, source_path=display_path(folder),
-        modality=modality, subject=first.get("PatientID"), session=first.get("StudyDate"),
-        series_instance_uid=uid, included=True,
+        image_id=make_image_id(dataset, "dicom", uid, *([label] if label else [])), dataset=dataset,
+        source_kind=SourceKind.DICOM.value, source_path=display_path(_series_folder(members)),
+        modality=_modality(dicom_modality, meta, rules), subject=subject,
+        session=first.get("StudyDate"), acquisition=label, included=True,
+        series_instance_uid=None if uid.startswith(_NO_UID) else uid,
         file_size_bytes=sum(m.size for m in members),
         source_mtime_ns=max(m.mtime_ns for m in members), **meta, **geometry,
     )
+    if uid.startswith(_NO_UID):
+        record = record.with_warning("empty SeriesInstanceUID: files grouped by folder, SeriesNumber "
+                                     "and SeriesDescription")
+    if not geometry:
+        # SR, RTSTRUCT, spectroscopy, vendors' non-image objects: no Rows/Columns, not images.
+        sop = first.get("SOPClassUID")
+        return triage(record.excluded_for(ExclusionReason.MODALITY.value, detail=(
+            f"DICOM {dicom_modality or 'object'} with no image data" + (f" (SOP class {sop})" if sop else ""))),
+            config)
+    if dicom_modality not in ("MR", "PT"):
+        # CT, NM, RTDOSE ...: their geometry does not matter, their modality says why they go.
+        return triage(record.excluded_for(ExclusionReason.MODALITY.value, detail=(
+            f"DICOM {dicom_modality or 'image without Modality'} image (not MR or PET)")), config)
     if problems:
         record = record.excluded_for(ExclusionReason.UNREADABLE.value, detail="; ".join(problems))
     if config.exclude_derived_dicom_series and is_derived_series(meta["image_type"], rules):
         record = record.excluded_for(ExclusionReason.MODALITY.value,
                                      detail=f"derived series (ImageType {meta['image_type']})")
+    elif _part_of(first) in ("phase", "real", "imag"):
+        record = record.excluded_for(ExclusionReason.MODALITY.value, detail=(
+            f"{_part_of(first)} image, not magnitude (ImageType {meta['image_type']})"))
     return triage(record, config)
 
 
-def dcm2niix_binary() -> str:
-    """Path of the dcm2niix executable shipped by the ``dcm2niix`` wheel (or on PATH)."""
-    try:
-        import dcm2niix
-
-        if Path(dcm2niix.bin).exists():
-            return str(dcm2niix.bin)
-    except ImportError:
-        pass
-    found = shutil.which("dcm2niix")
-    if found is None:
-        raise UnreadableImage("dcm2niix is not installed")
-    return found
-
-
-def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str) -> Path:
-    """Convert one series with dcm2niix into ``out_dir/name.nii.gz`` (+ json/bval/bvec).
-
-    The series' files are linked into a private folder first, so other series
-    in the same directory are not converted with it.  Outputs appear atomically.
-
-    Raises
-    ------
-    UnreadableImage
-        If dcm2niix fails or writes no image.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
-        src = Path(tmp) / "in"
-        dst = Path(tmp) / "out"
-        src.mkdir()
-        dst.mkdir()
-        for i, rel in enumerate(rel_files):
-            os.symlink((root / rel).resolve(), src / f"{i:06d}.dcm")
-        proc = subprocess.run(
-            [dcm2niix_binary(), "-z", "y", "-b", "y", "-ba", "y", "-f", name, "-o", str(dst),
-             str(src)], capture_output=True, text=True, errors="replace", check=False,
-        )
-        images = sorted(dst.glob("*.nii.gz"), key=lambda p: p.stat().st_size, reverse=True)
-        if proc.returncode != 0 or not images:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise UnreadableImage(f"dcm2niix failed (exit {proc.returncode}): {tail[0]}")
-        main = images[0]
-        stem = main.name[: -len(".nii.gz")]
-        for produced in dst.glob(stem + ".*"):
-            suffix = produced.name[len(stem):]
-            os.replace(produced, out_dir / f"{name}{suffix}")
-    return out_dir / f"{name}.nii.gz"
+__all__ = ["Conversion", "DicomFileHeader", "convert_series", "dcm2niix_binary", "read_file_header",
+           "read_headers_batch", "series_records", "split_series"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from manifests.schema import ExclusionReason, ImageRecord, Modality, SourceKind
+from manifests.schema import ExclusionReason, ImageRecord, Modality, SourceKind, make_image_id
 
 from curate.config import CurateConfig
 from curate.io import ImageData, read_image
@@ -88,6 +88,31 @@ def is_dwi_source(record: ImageRecord) -> bool:
     )
 
 
+def converted_rel_path(record: ImageRecord, dicom_files: tuple[str, ...]) -> str:
+    """Where a DICOM series' NIfTI is written, relative to OUTPUT.
+
+    The name holds a stamp of the series' files (names, total size, newest
+    mtime), so a series that gained or lost files since the last build is
+    converted again instead of reusing the old NIfTI.
+
+    Examples
+    --------
+    >>> r = ImageRecord(image_id="abc", dataset="ds", source_kind="dicom", source_path="s",
+    ...                 modality="T1w", file_size_bytes=10, source_mtime_ns=5)
+    >>> converted_rel_path(r, ("s/1.dcm",)) != converted_rel_path(r, ("s/1.dcm", "s/2.dcm"))
+    True
+    """
+    stamp = make_image_id(str(record.file_size_bytes), str(record.source_mtime_ns), *dicom_files)[:8]
+    return f"converted/{record.dataset}/{record.image_id}-{stamp}.nii.gz"
+
+
+def _drop_stale_conversions(folder: Path, image_id: str, keep: str) -> None:
+    """Remove earlier conversions of ``image_id`` (NIfTI and sidecars) other than ``keep``."""
+    for old in folder.glob(f"{image_id}*"):
+        if old.is_file() and not old.name.startswith(keep + "."):
+            old.unlink(missing_ok=True)
+
+
 def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
     """The item's voxel data, converting a DICOM series with dcm2niix on first use.
 
@@ -101,11 +126,15 @@ def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
     if item.source_file is None and item.record.source_kind == SourceKind.DICOM.value:
         from curate.dicom import convert_series
 
-        rel = item.record.converted_path or f"converted/{item.record.dataset}/{item.record.image_id}.nii.gz"
+        rel = item.record.converted_path or converted_rel_path(item.record, item.dicom_files)
         target = ctx.output_root / rel
         if not target.exists():
-            convert_series(Path(item.dataset_root), list(item.dicom_files), target.parent,
-                           item.record.image_id)
+            name = target.name[: -len(".nii.gz")]
+            conversion = convert_series(Path(item.dataset_root), list(item.dicom_files), target.parent, name,
+                                        ctx.config.read.dcm2niix_timeout_s)
+            if conversion.note:
+                item.record = item.record.with_warning(conversion.note)
+            _drop_stale_conversions(target.parent, item.record.image_id, name)
         item.record = item.record.replace(converted_path=rel)
         item.source_file = str(target)
     if item.source_file is None:

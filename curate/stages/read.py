@@ -4,17 +4,24 @@ A truncated ``.nii.gz`` still has a readable header, so the header-only index
 cannot see it; this stage reads all the data and excludes such files as
 ``unreadable``.  Images that are constant, all zero or nowhere finite are
 excluded as ``empty``.
+
+A DICOM series is converted here (dcm2niix, once).  Its shape and spacing in
+the manifest were estimated from the DICOM headers in DICOM order (columns,
+rows, slices); after conversion they are replaced by those of the NIfTI image
+the later stages read, which dcm2niix may have reordered (sagittal and coronal
+stacks) or resampled (gantry tilt).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from manifests.schema import ExclusionReason, ImageRecord
+from manifests.schema import ExclusionReason, ImageRecord, SourceKind
 
 from curate.config import CurateConfig, ReadConfig
+from curate.io import ImageData, UnreadableImage
 from curate.stages.base import StageContext, WorkItem, is_dwi_source, load_image
 
 
@@ -43,13 +50,50 @@ def emptiness(data: np.ndarray, min_finite_fraction: float) -> str | None:
     return None
 
 
+def image_geometry(image: ImageData) -> dict[str, Any]:
+    """Manifest geometry columns of an image as read.
+
+    Examples
+    --------
+    >>> g = image_geometry(ImageData(np.zeros((4, 5, 6, 2)), np.eye(4), (2.0, 2.0, 3.0, 1.0)))
+    >>> g["shape"], g["spacing_mm"], g["fov_mm"], g["n_volumes"]
+    ((4, 5, 6, 2), (2.0, 2.0, 3.0), (8.0, 10.0, 18.0), 2)
+    """
+    shape = tuple(int(n) for n in image.data.shape)
+    spacing = tuple(float(z) for z in image.zooms[:3])
+    volumes = int(np.prod(shape[3:])) if len(shape) > 3 else 1
+    return {"ndim": len(shape), "shape": shape, "spacing_mm": spacing, "n_volumes": volumes,
+            "fov_mm": tuple(n * z for n, z in zip(shape[:3], spacing))}
+
+
+def with_converted_geometry(record: ImageRecord, image: ImageData, dwi_source: bool) -> ImageRecord:
+    """``record`` with the geometry of its converted DICOM series.
+
+    Raises
+    ------
+    UnreadableImage
+        When dcm2niix wrote several volumes where the headers describe one
+        (the series holds images the index could not tell apart).
+    """
+    geometry = image_geometry(image)
+    if geometry["n_volumes"] != (record.n_volumes or 1) and not dwi_source:
+        raise UnreadableImage(f"dcm2niix wrote {geometry['n_volumes']} volumes {geometry['shape']}, "
+                              f"the DICOM headers describe {record.n_volumes or 1} {record.shape}")
+    header_voxels = int(np.prod(record.shape[:3])) if record.shape else None
+    if header_voxels != int(np.prod(geometry["shape"][:3])):
+        record = record.with_warning(f"converted shape {geometry['shape'][:3]} differs from the "
+                                     f"DICOM headers' {record.shape}")
+    return record.replace(**geometry)
+
+
 class ReadStage:
     """Read all voxel data once; exclude unreadable and empty images."""
 
     name: ClassVar[str] = "read"
     version: ClassVar[str] = "2"
     requires: ClassVar[tuple[str, ...]] = ()
-    columns: ClassVar[tuple[str, ...]] = ("converted_path",)
+    columns: ClassVar[tuple[str, ...]] = ("converted_path", "ndim", "shape", "spacing_mm", "fov_mm",
+                                          "n_volumes")
     reasons: ClassVar[tuple[str, ...]] = (ExclusionReason.EMPTY.value,)
 
     def settings(self, config: CurateConfig) -> ReadConfig:
@@ -62,6 +106,8 @@ class ReadStage:
         image = load_image(item, ctx)
         for note in image.notes:
             item.record = item.record.with_warning(f"read: {note}")
+        if item.record.source_kind == SourceKind.DICOM.value:
+            item.record = with_converted_geometry(item.record, image, is_dwi_source(item.record))
         problem = emptiness(image.data, ctx.config.read.min_finite_fraction)
         if problem is not None:
             item.record = item.record.excluded_for(ExclusionReason.EMPTY.value, detail=problem)

@@ -11,6 +11,7 @@ import pytest
 
 from curate import dicom, pipeline
 from curate.config import CurateConfig
+from curate.dicom_geometry import series_geometry
 from curate.demo import write_dicom_series
 from manifests.schema import SourceKind
 
@@ -110,12 +111,12 @@ def _slice_header(z: float, n: int) -> dicom.DicomFileHeader:
 
 def test_repeated_positions_are_volumes_only_when_every_slice_repeats_alike() -> None:
     four_volumes = [_slice_header(2.0 * z, 10 * v + z) for v in range(4) for z in range(30)]
-    geometry, problems = dicom._geometry(four_volumes)
+    geometry, problems = series_geometry(four_volumes)
     assert problems == []
     assert geometry["shape"] == (64, 64, 30, 4) and geometry["n_volumes"] == 4 and geometry["ndim"] == 4
     assert geometry["spacing_mm"] == (1.0, 1.0, 2.0)
     uneven = four_volumes + [_slice_header(0.0, 999)]
-    assert "duplicated slice positions" in dicom._geometry(uneven)[1]
+    assert "duplicated slice positions" in series_geometry(uneven)[1]
 
 
 def test_clinical_export_with_nifti_and_dicom_side_by_side_gets_every_image(
