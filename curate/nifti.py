@@ -59,6 +59,38 @@ def intensities(raw: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     return np.asarray(array, dtype=np.float32), ()
 
 
+def clip_outliers(data: np.ndarray, spans: float) -> tuple[np.ndarray, int]:
+    """``data`` with voxels beyond ``spans`` x the 0.1-99.9 percentile range clipped, and their count.
+
+    A single hot voxel (a failed fit in a T1 map, a FLT_MAX fill value)
+    otherwise sets every histogram range and standard deviation downstream:
+    the head mask, the tissue classes, the z-score that flattens every other
+    voxel to ~0.  Ordinary MR intensities stay within a few such ranges of the
+    bulk, so they are untouched; so is an image whose percentile range is empty.
+
+    Examples
+    --------
+    >>> data = np.concatenate([np.linspace(0.0, 100.0, 1000), [1e9]])
+    >>> out, n = clip_outliers(data, 10.0)
+    >>> n, float(out.max()) < 1200.0, float(out[500]) == float(data[500])
+    (1, True, True)
+    """
+    if spans <= 0:
+        return data, 0
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
+        return data, 0
+    low, high = np.percentile(finite[:: max(1, finite.size // 1_000_000)].astype(np.float64), (0.1, 99.9))
+    if high <= low:
+        return data, 0
+    reach = spans * float(high - low)
+    lower, upper = float(low) - reach, float(high) + reach
+    outside = np.count_nonzero((finite < lower) | (finite > upper))
+    if outside == 0:
+        return data, 0
+    return np.clip(data, lower, upper).astype(data.dtype, copy=False), int(outside)
+
+
 def as_volume(data: np.ndarray) -> np.ndarray:
     """``data`` with at least three axes and no trailing length-1 axes after the third.
 
@@ -160,4 +192,4 @@ def voxel_sizes(header_zooms: tuple[float, ...], affine: np.ndarray,
 
 
 __all__ = ["MAX_AFFINE_CONDITION", "NotIntensities", "ZOOM_RTOL", "as_volume", "best_affine",
-           "intensities", "is_transform", "voxel_sizes"]
+           "clip_outliers", "intensities", "is_transform", "voxel_sizes"]
