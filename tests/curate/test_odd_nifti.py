@@ -143,11 +143,18 @@ def test_truncated_big_header_is_unreadable_in_one_line(t1, tmp_path) -> None:
     assert "Expected" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_trailing_singleton_axes_are_dropped(t1, tmp_path) -> None:
+def test_length_one_axes_after_the_third_are_dropped(t1, tmp_path) -> None:
     path = tmp_path / "T1_5d.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(t1.dataobj)[..., None, None], t1.affine), str(path))
     image = read_image(path)
     assert image.data.shape == t1.shape and image.zooms == (3.0, 3.0, 3.0)
+    # volumes in the fifth dimension (x, y, z, 1, n): a 4D series of n volumes
+    series = np.stack([np.asarray(t1.dataobj)] * 3, axis=-1)[:, :, :, None, :]
+    img = nib.Nifti1Image(series, t1.affine)
+    img.header.set_zooms((3.0, 3.0, 3.0, 1.0, 7.0))
+    nib.save(img, str(path))
+    image = read_image(path)
+    assert image.data.shape == (*t1.shape, 3) and image.zooms == (3.0, 3.0, 3.0, 7.0)
 
 
 def test_upper_case_nifti_names_are_found_and_indexed(t1, tmp_path) -> None:
