@@ -75,20 +75,22 @@ def clip_outliers(data: np.ndarray, spans: float) -> tuple[np.ndarray, int]:
     >>> n, float(out.max()) < 1200.0, float(out[500]) == float(data[500])
     (1, True, True)
     """
-    if spans <= 0:
+    if spans <= 0 or data.size == 0:
         return data, 0
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
+    sample = data.ravel(order="K")[:: max(1, data.size // 1_000_000)].astype(np.float64)  # no copy
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
         return data, 0
-    low, high = np.percentile(finite[:: max(1, finite.size // 1_000_000)].astype(np.float64), (0.1, 99.9))
+    low, high = np.percentile(sample, (0.1, 99.9))
     if high <= low:
         return data, 0
     reach = spans * float(high - low)
     lower, upper = float(low) - reach, float(high) + reach
-    outside = np.count_nonzero((finite < lower) | (finite > upper))
+    # one comparison at a time: no copy of a large volume beyond a boolean temporary
+    outside = int(np.count_nonzero(data < lower)) + int(np.count_nonzero(data > upper))
     if outside == 0:
         return data, 0
-    return np.clip(data, lower, upper).astype(data.dtype, copy=False), int(outside)
+    return np.clip(data, lower, upper).astype(data.dtype, copy=False), outside
 
 
 def as_volume(data: np.ndarray) -> np.ndarray:
