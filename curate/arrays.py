@@ -21,6 +21,8 @@ import nibabel.orientations as nio
 import numpy as np
 import SimpleITK as sitk
 
+from curate.nifti import clip_outliers
+
 #: Bit of the packed mask byte that holds the anatomy mask (1 = subject tissue).
 ANATOMY_BIT = 1
 #: Bit of the packed mask byte that holds the anonymization mask (1 = changed).
@@ -221,7 +223,7 @@ def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
 def prepare(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarray | None, anon: np.ndarray | None, *,
             target: tuple[float, ...] = (1.0, 1.0, 1.0), margin_mm: float = 8.0,
             interpolation: str = "bspline", normalization: str = "image",
-            tolerance_mm: float = 1e-3) -> PreparedArray:
+            tolerance_mm: float = 1e-3, outlier_spans: float = 10.0) -> PreparedArray:
     """Turn one 3D image (and its masks, on its own grid) into a :class:`PreparedArray`.
 
     ``anatomy`` ``None`` falls back to the non-zero region; ``anon`` ``None`` to an
@@ -245,6 +247,10 @@ def prepare(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarray | None, an
     image, n_bad = fill_nonfinite(image, anat if normalization == "anatomy" else None)
     if n_bad:
         notes.append(f"arrays: {n_bad} non-finite voxels set to the mean before resampling")
+    image, n_out = clip_outliers(image, outlier_spans)
+    if n_out:
+        notes.append(f"arrays: {n_out} outlier voxels (beyond {outlier_spans:g}x the 0.1-99.9 "
+                     "percentile range) clipped")
     if any(abs(s - t) > tolerance_mm for s, t in zip(spacing, target)):
         image = resample_image(image, spacing, target, interpolation)
         anat, anon_ras = resample_mask(anat, spacing, target), resample_mask(anon_ras, spacing, target)

@@ -34,10 +34,19 @@ class TriageConfig:
 
 @dataclass(frozen=True, slots=True)
 class ReadConfig:
-    """The full data read that catches corrupt or empty images (and converts DICOM series)."""
+    """The full data read that catches corrupt or empty images (and converts DICOM series).
+
+    ``outlier_spans``: when a source image is loaded, voxels farther than this
+    many times its 0.1-99.9 percentile range beyond that range (a hot voxel, a
+    failed fit in a quantitative map, a FLT_MAX fill value) are clipped to the
+    bound, with a warning, so that one voxel cannot set the histogram ranges of
+    the masks and quality measures (:func:`curate.nifti.clip_outliers`).
+    Ordinary images have no such voxels.  ``0`` turns it off.
+    """
 
     enabled: bool = True
     min_finite_fraction: float = 0.01
+    outlier_spans: float = 10.0
     #: A dcm2niix run on one series taking longer than this is stopped (the series is unreadable).
     dcm2niix_timeout_s: float = 1800.0
 
@@ -162,7 +171,10 @@ class ArraysConfig:
     byte shuffle), ``masks_codec``/``masks_clevel`` (packed masks, no filter) and
     ``chunks``/``blocks`` are the blosc2 storage settings chosen for random 160^3
     crops (docs/loader.md and ``benchmarks/bench_array_format.py`` have the
-    measurements behind them).
+    measurements behind them).  ``outlier_spans`` clips outliers as
+    ``[read] outlier_spans`` does, again on the cropped region before resampling
+    and z-scoring (a single hot voxel would flatten the whole array), so that
+    it also covers images made in memory such as DWI-derived maps.
     """
 
     enabled: bool = True
@@ -171,6 +183,7 @@ class ArraysConfig:
     image_interpolation: str = "bspline"
     margin_mm: float = 8.0
     normalization: str = "image"
+    outlier_spans: float = 10.0
     image_dtype: str = "float16"
     codec: str = "LZ4HC"
     clevel: int = 1

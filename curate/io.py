@@ -86,8 +86,9 @@ def read_image(path: Path) -> ImageData:
 
     nibabel reads the header and data; :mod:`curate.nifti` decides the
     intensities (complex data as magnitude), the affine (an invalid sform or
-    qform is passed over) and the voxel sizes, and a 2D image becomes a
-    one-slice volume.  What was changed is listed in ``ImageData.notes``.
+    qform is passed over) and the voxel sizes; a 2D image becomes a one-slice
+    volume and length-1 axes after the third are dropped.  What was changed is
+    listed in ``ImageData.notes``.
 
     Raises
     ------
@@ -103,8 +104,8 @@ def read_image(path: Path) -> ImageData:
         raise UnreadableImage(" ".join(f"data: {type(exc).__name__}: {exc}".split())) from exc
     affine, affine_notes = nifti.best_affine(header)
     data = nifti.as_volume(data)
-    zooms, zoom_notes = nifti.voxel_sizes(tuple(float(z) for z in header.get_zooms()), affine,
-                                          data.ndim)
+    zooms, zoom_notes = nifti.voxel_sizes(tuple(float(z) for z in header.get_zooms()),
+                                          tuple(header.get_data_shape()), affine)
     notes = (*([note] if note else []), *notes, *affine_notes, *zoom_notes)
     return ImageData(data=data, affine=affine, zooms=zooms, notes=notes)
 

@@ -16,8 +16,8 @@ ordinary ones, and say what they changed so the manifest can record it:
   column lengths when ``pixdim`` is zero, non-finite or contradicts it (the
   affine is what places the voxels).
 * **Dimensions** -- a 2D image (or 1D) is a 3D volume of one slice, as the
-  NIfTI standard reads missing dimensions, and trailing length-1 dimensions
-  after the third are dropped (a 4D image of one volume is a 3D image).
+  NIfTI standard reads missing dimensions, and length-1 dimensions after the
+  third are dropped (a 4D image of one volume is a 3D image).
 """
 
 from __future__ import annotations
@@ -59,22 +59,56 @@ def intensities(raw: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     return np.asarray(array, dtype=np.float32), ()
 
 
-def as_volume(data: np.ndarray) -> np.ndarray:
-    """``data`` with at least three axes and no trailing length-1 axes after the third.
+def clip_outliers(data: np.ndarray, spans: float) -> tuple[np.ndarray, int]:
+    """``data`` with voxels beyond ``spans`` x the 0.1-99.9 percentile range clipped, and their count.
 
-    A 2D image is one slice; a 5D header of shape ``(x, y, z, 1, 1)`` is a 3D volume.
+    A single hot voxel (a failed fit in a T1 map, a FLT_MAX fill value)
+    otherwise sets every histogram range and standard deviation downstream:
+    the head mask, the tissue classes, the z-score that flattens every other
+    voxel to ~0.  Ordinary MR intensities stay within a few such ranges of the
+    bulk, so they are untouched; so is an image whose percentile range is empty.
+
+    Examples
+    --------
+    >>> data = np.concatenate([np.linspace(0.0, 100.0, 1000), [1e9]])
+    >>> out, n = clip_outliers(data, 10.0)
+    >>> n, float(out.max()) < 1200.0, float(out[500]) == float(data[500])
+    (1, True, True)
+    """
+    if spans <= 0 or data.size == 0:
+        return data, 0
+    sample = data.ravel(order="K")[:: max(1, data.size // 1_000_000)].astype(np.float64)  # no copy
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return data, 0
+    low, high = np.percentile(sample, (0.1, 99.9))
+    if high <= low:
+        return data, 0
+    reach = spans * float(high - low)
+    lower, upper = float(low) - reach, float(high) + reach
+    # one comparison at a time: no copy of a large volume beyond a boolean temporary
+    outside = int(np.count_nonzero(data < lower)) + int(np.count_nonzero(data > upper))
+    if outside == 0:
+        return data, 0
+    return np.clip(data, lower, upper).astype(data.dtype, copy=False), outside
+
+
+def as_volume(data: np.ndarray) -> np.ndarray:
+    """``data`` with at least three axes and no length-1 axes after the third.
+
+    A 2D image is one slice; a 5D header of shape ``(x, y, z, 1, 1)`` is a 3D
+    volume, and ``(x, y, z, 1, n)`` (volumes in the fifth dimension, as some
+    converters write a diffusion series) is a 4D series of ``n`` volumes.
 
     Examples
     --------
     >>> as_volume(np.zeros((4, 5))).shape, as_volume(np.zeros((4, 5, 6, 2))).shape
     ((4, 5, 1), (4, 5, 6, 2))
     >>> as_volume(np.zeros((4, 5, 6, 1, 1))).shape, as_volume(np.zeros((4, 5, 6, 1, 3))).shape
-    ((4, 5, 6), (4, 5, 6, 1, 3))
+    ((4, 5, 6), (4, 5, 6, 3))
     """
     shape = data.shape + (1,) * max(0, 3 - data.ndim)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    return data.reshape(shape)
+    return data.reshape(shape[:3] + tuple(n for n in shape[3:] if n != 1))
 
 
 def is_transform(affine: np.ndarray | None) -> bool:
@@ -130,19 +164,22 @@ def best_affine(header) -> tuple[np.ndarray, tuple[str, ...]]:  # type: ignore[n
     return np.asarray(base, dtype=float), tuple(notes)
 
 
-def voxel_sizes(header_zooms: tuple[float, ...], affine: np.ndarray,
-                ndim: int) -> tuple[tuple[float, ...], tuple[str, ...]]:
-    """Voxel sizes for an ``ndim``-axis volume: ``pixdim`` unless it contradicts ``affine``.
+def voxel_sizes(header_zooms: tuple[float, ...], shape: tuple[int, ...],
+                affine: np.ndarray) -> tuple[tuple[float, ...], tuple[str, ...]]:
+    """Voxel sizes of the axes :func:`as_volume` keeps: ``pixdim`` unless it contradicts ``affine``.
 
-    The spatial sizes are padded to three axes from the affine; trailing
-    (time) sizes are kept as the header has them.
+    ``shape`` is the header's data shape.  The spatial sizes are padded to
+    three axes from the affine; the sizes of later axes of length > 1 (time)
+    are kept as the header has them.
 
     Examples
     --------
-    >>> voxel_sizes((0.0, 2.0, 2.0), np.diag([2.0, 2.0, 2.0, 1.0]), 3)[0]
+    >>> voxel_sizes((0.0, 2.0, 2.0), (4, 4, 4), np.diag([2.0, 2.0, 2.0, 1.0]))[0]
     (2.0, 2.0, 2.0)
-    >>> voxel_sizes((1.0, 1.0), np.diag([1.0, 1.0, 3.0, 1.0]), 3)
+    >>> voxel_sizes((1.0, 1.0), (4, 4), np.diag([1.0, 1.0, 3.0, 1.0]))
     ((1.0, 1.0, 3.0), ())
+    >>> voxel_sizes((2.0, 2.0, 2.0, 1.0, 9.0), (4, 4, 4, 1, 6), np.diag([2.0, 2.0, 2.0, 1.0]))[0]
+    (2.0, 2.0, 2.0, 9.0)
     """
     lengths = np.sqrt((np.asarray(affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
     spatial = [float(z) for z in header_zooms[:3]]
@@ -155,9 +192,9 @@ def voxel_sizes(header_zooms: tuple[float, ...], affine: np.ndarray,
                      f"({', '.join(f'{v:.4g}' for v in lengths[:len(spatial)])}) used",)
         spatial = [float(v) for v in lengths[:len(spatial)]]
     spatial += [float(v) for v in lengths[len(spatial):3]]
-    rest = tuple(float(z) for z in header_zooms[3:ndim])
+    rest = tuple(float(z) for n, z in zip(shape[3:], header_zooms[3:]) if n != 1)
     return (*spatial, *rest), notes
 
 
 __all__ = ["MAX_AFFINE_CONDITION", "NotIntensities", "ZOOM_RTOL", "as_volume", "best_affine",
-           "intensities", "is_transform", "voxel_sizes"]
+           "clip_outliers", "intensities", "is_transform", "voxel_sizes"]

@@ -147,6 +147,7 @@ def tissue_thresholds(values: np.ndarray) -> tuple[float, float]:
     """Two thresholds splitting ``values`` into three classes (multi-Otsu).
 
     Returns ``(nan, nan)`` when the values have fewer than three distinct levels.
+    Outliers that squeeze the tissue into one histogram bin are clipped first.
 
     Examples
     --------
@@ -158,7 +159,21 @@ def tissue_thresholds(values: np.ndarray) -> tuple[float, float]:
     values = values[np.isfinite(values)]
     if values.size < 3 or np.unique(values[:: max(1, values.size // 100_000)]).size < 3:
         return float("nan"), float("nan")
-    low, high = threshold_multiotsu(values[:: max(1, values.size // 1_000_000)], classes=3)
+    sample = values[:: max(1, values.size // 1_000_000)]
+    thresholds = _multiotsu(sample)
+    if thresholds is None or np.count_nonzero(sample > thresholds[1]) < 0.001 * sample.size:
+        # A few extreme voxels (a hot voxel, a fill value) stretch the 256 histogram bins
+        # so far that the tissue falls in one or two: split the 0.1-99.9 percentile range.
+        thresholds = _multiotsu(np.clip(sample, *np.percentile(sample, (0.1, 99.9))))
+    return thresholds if thresholds is not None else (float("nan"), float("nan"))
+
+
+def _multiotsu(values: np.ndarray) -> tuple[float, float] | None:
+    """scikit-image's three-class Otsu thresholds, or ``None`` when the histogram has < 3 levels."""
+    try:
+        low, high = threshold_multiotsu(values, classes=3)
+    except ValueError:
+        return None
     return float(low), float(high)
 
 

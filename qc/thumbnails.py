@@ -113,10 +113,31 @@ def mid_slices(volume: np.ndarray) -> list[np.ndarray]:
 
 
 def _panel_size(shape: tuple[int, int], row_mm: float, col_mm: float, height: int) -> tuple[int, int]:
-    """(width, height) in display pixels for a slice with the given pixel spacing."""
+    """(width, height) in display pixels for a slice with the given pixel spacing.
+
+    At most ``4 * height`` wide; a flatter slice (the side view of a slab of a
+    few slices) keeps its proportions and gets a lower panel instead of having
+    its few rows stretched to the full height.
+
+    Examples
+    --------
+    >>> _panel_size((100, 100), 1.0, 1.0, 50), _panel_size((1, 200), 2.0, 1.0, 50)
+    ((50, 50), (200, 2))
+    """
     extent_rows, extent_cols = shape[0] * row_mm, shape[1] * col_mm
-    width = max(1, round(height * extent_cols / max(extent_rows, 1e-6)))
-    return min(width, 4 * height), height
+    ratio = extent_cols / max(extent_rows, 1e-6)
+    width = max(1, round(height * ratio))
+    if width <= 4 * height:
+        return width, height
+    return 4 * height, max(1, min(height, round(4 * height / ratio)))
+
+
+def _pad_rows(panel: np.ndarray, height: int) -> np.ndarray:
+    """``panel`` centred in ``height`` rows of black (panels of a mosaic share one height)."""
+    missing = height - panel.shape[0]
+    if missing <= 0:
+        return panel
+    return np.pad(panel, ((missing // 2, missing - missing // 2), (0, 0), (0, 0)))
 
 
 def _resize(plane: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
@@ -186,12 +207,12 @@ def mosaic_rgb(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...] | 
                  _spacings(spacing))
     for gray, anon_plane, anatomy_plane, (row_mm, col_mm) in planes:
         size = _panel_size(gray.shape, row_mm, col_mm, style.panel_px)
-        panels.append(_compose(
+        panels.append(_pad_rows(_compose(
             _resize(window(gray, limits), size, nearest=False),
             None if anon_plane is None else _resize(anon_plane, size, nearest=True),
             None if anatomy_plane is None else _resize(anatomy_plane, size, nearest=True),
             style.overlay_alpha,
-        ))
+        ), style.panel_px))
     gap = np.zeros((style.panel_px, 2, 3), dtype=np.uint8)
     return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
 

@@ -90,7 +90,7 @@ def foreground_threshold(smooth: np.ndarray, noise_k: float = 5.0,
 
     Returns ``inf`` when the image has no contrast at all.
     """
-    values = smooth[np.isfinite(smooth)]
+    values = smooth[np.isfinite(smooth)].astype(np.float64)  # float32 overflows near FLT_MAX
     low, high = float(values.min()), float(np.percentile(values, 99.5))
     if high <= low:
         return float("inf")

@@ -97,7 +97,8 @@ class ArraysStage:
         anon, warn_anon = _mask(item, ctx, "anon_mask", item.record.anon_mask_path, data.shape)
         prepared = prepare(data, image.affine, anatomy, anon, target=cfg.spacing_mm,
                            margin_mm=cfg.margin_mm, interpolation=cfg.image_interpolation,
-                           normalization=cfg.normalization, tolerance_mm=cfg.spacing_tolerance_mm)
+                           normalization=cfg.normalization, tolerance_mm=cfg.spacing_tolerance_mm,
+                           outlier_spans=cfg.outlier_spans)
         rel = array_path(item.record, cfg.folder)
         write_array(Path(ctx.output_root) / rel, prepared.image, prepared.masks,
                     _meta(item.record, prepared, cfg), image_dtype=cfg.image_dtype, codec=cfg.codec,

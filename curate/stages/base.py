@@ -17,6 +17,7 @@ from manifests.schema import ExclusionReason, ImageRecord, Modality, SourceKind,
 
 from curate.config import CurateConfig
 from curate.io import ImageData, read_image
+from curate.nifti import clip_outliers
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,9 @@ def _drop_stale_conversions(folder: Path, image_id: str, keep: str) -> None:
 def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
     """The item's voxel data, converting a DICOM series with dcm2niix on first use.
 
+    Extreme outlier voxels are clipped here (``[read] outlier_spans``), so that
+    every stage sees the same data whether or not the read stage ran in this task.
+
     Raises
     ------
     curate.io.UnreadableImage
@@ -141,5 +145,11 @@ def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
         from curate.io import UnreadableImage
 
         raise UnreadableImage("no file to read")
-    item.image = read_image(Path(item.source_file))
+    image = read_image(Path(item.source_file))
+    data, n_clipped = clip_outliers(image.data, ctx.config.read.outlier_spans)
+    if n_clipped:
+        image.data = data
+        image.notes = (*image.notes, f"{n_clipped} outlier voxels (beyond "
+                       f"{ctx.config.read.outlier_spans:g}x the 0.1-99.9 percentile range) clipped")
+    item.image = image
     return item.image

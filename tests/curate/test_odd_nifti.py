@@ -143,11 +143,18 @@ def test_truncated_big_header_is_unreadable_in_one_line(t1, tmp_path) -> None:
     assert "Expected" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_trailing_singleton_axes_are_dropped(t1, tmp_path) -> None:
+def test_length_one_axes_after_the_third_are_dropped(t1, tmp_path) -> None:
     path = tmp_path / "T1_5d.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(t1.dataobj)[..., None, None], t1.affine), str(path))
     image = read_image(path)
     assert image.data.shape == t1.shape and image.zooms == (3.0, 3.0, 3.0)
+    # volumes in the fifth dimension (x, y, z, 1, n): a 4D series of n volumes
+    series = np.stack([np.asarray(t1.dataobj)] * 3, axis=-1)[:, :, :, None, :]
+    img = nib.Nifti1Image(series, t1.affine)
+    img.header.set_zooms((3.0, 3.0, 3.0, 1.0, 7.0))
+    nib.save(img, str(path))
+    image = read_image(path)
+    assert image.data.shape == (*t1.shape, 3) and image.zooms == (3.0, 3.0, 3.0, 7.0)
 
 
 def test_upper_case_nifti_names_are_found_and_indexed(t1, tmp_path) -> None:
@@ -242,6 +249,9 @@ def odd_build(t1, tmp_path_factory) -> tuple[Path, dict[str, ImageRecord]]:
     nib.save(nib.Nifti1Image(naninf, t1.affine), str(src / "T1_naninf.nii.gz"))
     (src / "T1_packed.nii").write_bytes(gzip.compress(t1.to_bytes()))
     nib.save(t1, str(src / "T1_SHOUT.NII"))
+    hot = data.copy()
+    hot[33, 40, 30] = 1e9
+    nib.save(nib.Nifti1Image(hot, t1.affine), str(src / "T1_hotvoxel.nii.gz"))
     nib.save(nib.Nifti1Image(np.asarray(t1.dataobj)[..., None, None], t1.affine), str(src / "T1_padded5d.nii.gz"))
     _dwi(src, "DTI_zero_affine", None)
     out = tmp_path_factory.mktemp("odd_out")
@@ -266,9 +276,9 @@ def test_every_odd_file_gets_a_row_and_included_ones_every_stage(odd_build) -> N
     assert {k for k in rows if ":" not in k} == {
         "T1_ref.nii.gz", "T1_complex.nii.gz", "T1_rgb.nii.gz", "T1_zero_affine.nii.gz",
         "T1_naninf.nii.gz", "T1_packed.nii", "T1_SHOUT.NII", "T1_padded5d.nii.gz",
-        "DTI_zero_affine.nii.gz"}
+        "T1_hotvoxel.nii.gz", "DTI_zero_affine.nii.gz"}
     for name in ("T1_ref.nii.gz", "T1_complex.nii.gz", "T1_zero_affine.nii.gz", "T1_naninf.nii.gz",
-                 "T1_packed.nii", "T1_SHOUT.NII", "T1_padded5d.nii.gz"):
+                 "T1_packed.nii", "T1_SHOUT.NII", "T1_padded5d.nii.gz", "T1_hotvoxel.nii.gz"):
         _went_through_every_stage(out, rows[name])
     assert any(w.startswith("read: complex data") for w in rows["T1_complex.nii.gz"].warnings)
     assert any("orientation unknown" in w for w in rows["T1_zero_affine.nii.gz"].warnings)
@@ -293,6 +303,22 @@ def test_nan_patch_array_keeps_the_image(odd_build) -> None:
     clean, _, _ = read_array(out / rows["T1_ref.nii.gz"].array_path)
     assert holed.shape == clean.shape and float(holed.std()) > 0.5
     assert np.corrcoef(holed.ravel(), clean.ravel())[0, 1] > 0.98
+
+
+@pytest.mark.slow
+def test_one_hot_voxel_is_clipped_for_every_stage(odd_build) -> None:
+    from curate.array_file import read_array
+
+    out, rows = odd_build
+    hot, ref = rows["T1_hotvoxel.nii.gz"], rows["T1_ref.nii.gz"]
+    assert any("1 outlier voxels" in w for w in hot.warnings)
+    # Before: the IQS stage raised (row lost as unreadable); unclipped, the z-scored
+    # array was ~0 everywhere but the hot voxel.
+    assert hot.iqs == pytest.approx(ref.iqs, abs=0.25)
+    assert hot.anonymization == ref.anonymization
+    image, _, _ = read_array(out / hot.array_path)
+    clean, _, _ = read_array(out / ref.array_path)
+    assert np.corrcoef(image.ravel(), clean.ravel())[0, 1] > 0.98
 
 
 @pytest.mark.slow

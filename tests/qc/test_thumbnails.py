@@ -108,3 +108,16 @@ def test_window_uses_percentiles_of_the_foreground_only() -> None:
     low, high = window_limits(volume, 0.0, 100.0)
     assert (low, high) == (10.0, 20.0)
     assert window(np.array([5.0, 15.0, 25.0]), (low, high)).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_one_slice_slab_is_not_stretched_over_the_side_panels(mni_t1) -> None:
+    data = np.asarray(mni_t1.dataobj, np.float32)[:, :, 90:91]  # one axial slice of the real T1
+    rgb = mosaic_rgb(data, mni_t1.affine, style=ThumbnailStyle(panel_px=80))
+    assert rgb.shape[0] == 80
+
+    def lit_rows(panel: np.ndarray) -> int:
+        return int(np.count_nonzero(panel.max(axis=(1, 2)) > 0))
+
+    # The sagittal view of a 1 mm slab is a ~1 px high line and the axial view a full
+    # panel; before, the side views repeated their one row over all 80.
+    assert lit_rows(rgb[:, :4 * 80]) <= 3 and lit_rows(rgb[:, -60:]) > 40

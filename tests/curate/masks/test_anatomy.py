@@ -74,3 +74,12 @@ def test_brain_only_image_mask_covers_the_brain(mni_t1, mni_brain_mask) -> None:
     mask = anatomy_mask(data, mni_t1.header.get_zooms()).astype(bool)
     assert (mask & brain).sum() / brain.sum() >= 0.97
     assert (mask & ~brain).sum() / brain.sum() <= 0.1
+
+
+def test_float_max_voxel_does_not_overflow_the_threshold(head_template) -> None:
+    data = np.asarray(head_template.dataobj, np.float32)[::2, ::2, ::2].copy()
+    zooms = tuple(2 * float(z) for z in head_template.header.get_zooms())
+    clean = anatomy_mask(data, zooms)
+    data[0, 0, 0] = np.finfo(np.float32).max  # a fill value some writers use for "missing"
+    mask = anatomy_mask(data, zooms)  # the log-Otsu histogram used to overflow to inf and raise
+    assert mask.shape == clean.shape and mask.any()
