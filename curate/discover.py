@@ -167,7 +167,7 @@ def _walk(root: Path, skip_top: frozenset[str], found: DatasetFiles, keep_all: b
                 continue
             if is_nifti(name):
                 found.images.append(rel)
-            elif name.endswith((".json", ".bval", ".bvec")):
+            elif name.lower().endswith((".json", ".bval", ".bvec")):  # T1.JSON from a Windows export
                 found.sidecars_by_dir[rel_dir].append(name)
             elif keep_all:
                 found.other_files.append(rel)

@@ -14,20 +14,29 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
 
-from manifests.schema import ExclusionReason, ImageRecord, SourceKind, make_image_id, row_from_fields, rows_to_table
+from manifests.schema import (
+    ExclusionReason,
+    ImageRecord,
+    Modality,
+    SourceKind,
+    make_image_id,
+    row_from_fields,
+    rows_to_table,
+)
 
 from curate import bids
 from curate.config import TriageConfig
 from curate.discover import DatasetFiles, display_path
 from curate.headers import UnreadableImage, read_header, strip_nifti_suffix
 from curate.metadata import acquisition_fields
-from curate.modality import ModalityRules, bids_modality, load_rules, series_modality
+from curate.modality import ModalityRules, bids_modality, load_rules, non_magnitude_part, series_modality
 from curate.triage import triage_reasons
 
 
@@ -99,11 +108,19 @@ def _same_stem_sidecars(found: DatasetFiles, rels: tuple[str, ...],
         folder, _, name = rel.rpartition("/")
         names = listing.get(folder)
         if names is None:
-            names = listing[folder] = set(found.sidecars_by_dir.get(folder, ()))
-        stem = strip_nifti_suffix(name)
-        side.setdefault(folder, []).extend(stem + ext for ext in (".json", ".bval", ".bvec")
+            names = listing[folder] = _by_lower_name(found.sidecars_by_dir.get(folder, ()))
+        stem = strip_nifti_suffix(name).lower()
+        side.setdefault(folder, []).extend(names[stem + ext] for ext in SIDECAR_SUFFIXES
                                            if stem + ext in names)
     return side
+
+
+SIDECAR_SUFFIXES = (".json", ".bval", ".bvec")
+
+
+def _by_lower_name(names: Iterable[str]) -> dict[str, str]:
+    """``{name.lower(): name}``: a clinical export's ``T1.JSON`` or ``dwi.BVAL`` is still a sidecar."""
+    return {name.lower(): name for name in names}
 
 
 def _geometry(shape: tuple[int, ...], zooms: tuple[float, ...]) -> dict[str, Any]:
@@ -158,7 +175,7 @@ class _BatchContext:
         self.sidecars = bids.SidecarIndex(batch.sidecars_by_dir)
         self.rules: ModalityRules = load_rules()
         self._participants: dict[str, dict[str, Any]] = {}
-        self._siblings: dict[str, set[str]] = {}
+        self._siblings: dict[str, dict[str, str]] = {}
 
     def participant(self, subject: str | None) -> dict[str, Any]:
         key = subject or ""
@@ -170,13 +187,13 @@ class _BatchContext:
         if self.is_bids:
             return self.sidecars.applying_to(rel_path)
         directory, _, name = rel_path.rpartition("/")
-        stem = strip_nifti_suffix(name)
+        stem = strip_nifti_suffix(name).lower()
         siblings = self._siblings.get(directory)
-        if siblings is None:  # a set: a clinical folder may hold thousands of files
-            siblings = self._siblings[directory] = set(self.batch.sidecars_by_dir.get(directory, ()))
+        if siblings is None:  # a mapping: a clinical folder may hold thousands of files
+            siblings = self._siblings[directory] = _by_lower_name(self.batch.sidecars_by_dir.get(directory, ()))
         prefix = f"{directory}/" if directory else ""
-        return {ext: [prefix + stem + ext] if stem + ext in siblings else []
-                for ext in (".json", ".bval", ".bvec")}
+        return {ext: [prefix + siblings[stem + ext]] if stem + ext in siblings else []
+                for ext in SIDECAR_SUFFIXES}
 
     def modality(self, rel_path: str, meta: dict[str, Any]) -> tuple[str, dict[str, str]]:
         if self.is_bids:
@@ -204,6 +221,9 @@ def _index_one(rel_path: str, ctx: _BatchContext) -> tuple[Any, ...]:
     if shown != rel_path:
         warnings.append("file name is not valid UTF-8")
     fields, problem = _stat_and_header(os.path.join(batch.root, rel_path))
+    if (not ctx.is_bids and modality != Modality.DWI.value and side[".bval"] and side[".bvec"]
+            and (fields.get("n_volumes") or 1) > 1):
+        modality = Modality.DWI.value  # a 4D series with gradient files is diffusion, whatever its name
     fields.update(
         image_id=make_image_id(batch.dataset, rel_path),
         dataset=batch.dataset, source_kind=batch.kind, source_path=shown, modality=modality,
@@ -218,6 +238,10 @@ def _index_one(rel_path: str, ctx: _BatchContext) -> tuple[Any, ...]:
     facts = SimpleNamespace(modality=modality, file_size_bytes=fields.get("file_size_bytes"),
                             **{k: fields.get(k) for k in ("ndim", "n_volumes", "fov_mm", "spacing_mm")})
     reasons, details = triage_reasons(facts, ctx.config)
+    part = non_magnitude_part(entities, meta.get("ImageType"))
+    if part is not None:
+        reasons.append(ExclusionReason.MODALITY.value)
+        details.append(f"{part} image, not magnitude")
     if problem:
         reasons.insert(0, ExclusionReason.UNREADABLE.value)
         details.insert(0, problem)

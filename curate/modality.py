@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
+from typing import Any
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -105,3 +106,43 @@ def is_derived_series(image_type: tuple[str, ...] | None, rules: ModalityRules) 
         return False
     upper = [t.upper() for t in image_type]
     return upper[0] in ("DERIVED", "SECONDARY") or bool(rules.derived_image_types & set(upper[2:]))
+
+
+#: ImageType values (third and later) that name the part of a complex image.
+_PARTS = {"M": "mag", "MAGNITUDE": "mag", "P": "phase", "PHASE": "phase", "R": "real",
+          "REAL": "real", "I": "imag", "IMAGINARY": "imag"}
+
+
+def image_part(image_type: Any) -> str:
+    """``mag``, ``phase``, ``real``, ``imag`` from a DICOM ImageType, or ``""`` when it says none.
+
+    Siemens writes ``M``/``P``/``R``/``I`` (or the words), Philips ``M_FFE``,
+    ``P_SE``...; a tuple or list (a dcm2niix sidecar's ``ImageType``) or one string.
+
+    Examples
+    --------
+    >>> image_part(("ORIGINAL", "PRIMARY", "P", "ND")), image_part(["ORIGINAL", "PRIMARY", "M_FFE"])
+    ('phase', 'mag')
+    """
+    values = image_type if isinstance(image_type, (tuple, list)) else (image_type,) if image_type else ()
+    for value in [str(t).upper() for t in values][2:]:
+        for word in (value, value.split("_")[0]):
+            if word in _PARTS:
+                return _PARTS[word]
+    return ""
+
+
+def non_magnitude_part(entities: dict[str, str], image_type: Any) -> str | None:
+    """``phase``, ``real`` or ``imag`` when a NIfTI file holds that part of a complex image.
+
+    From the BIDS ``part-`` entity, else from the sidecar's ``ImageType`` (as
+    dcm2niix writes it).  Such images are not intensities to pre-train on.
+
+    Examples
+    --------
+    >>> non_magnitude_part({"part": "phase"}, None), non_magnitude_part({}, ["ORIGINAL", "PRIMARY", "M", "ND"])
+    ('phase', None)
+    """
+    part = entities.get("part") or image_part(image_type)
+    return part if part in ("phase", "real", "imag") else None
+

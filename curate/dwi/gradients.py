@@ -201,7 +201,8 @@ def parse_table(text: str) -> np.ndarray:
     ValueError
         When the text holds no numbers or rows of different lengths.
     """
-    rows = [line.split() for line in text.splitlines() if line.strip()]
+    # Whitespace is the FSL format; commas (spreadsheet exports, some converters) are read too.
+    rows = [line.replace(",", " ").split() for line in text.splitlines() if line.strip(" \t,")]
     if not rows:
         raise ValueError("empty gradient file")
     if len({len(r) for r in rows}) != 1:

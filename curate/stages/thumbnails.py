@@ -92,7 +92,7 @@ class ThumbnailStage:
     """Write a QC mosaic PNG per image for the report."""
 
     name: ClassVar[str] = "thumbnails"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: thin slabs keep their proportions
     requires: ClassVar[tuple[str, ...]] = ("read", "dwi", "masks")
     columns: ClassVar[tuple[str, ...]] = ()
     reasons: ClassVar[tuple[str, ...]] = ()

@@ -136,3 +136,55 @@ def test_datasets_found_below_source_and_without_a_description(tmp_path: Path) -
     assert {r.dataset for r in rows} == {"ds01", "copy"}
     assert all(r.source_kind == "bids" and r.subject for r in rows)
     assert any("copy: no dataset_description.json" in w for w in result.warnings)
+
+
+def test_clinical_sidecars_any_case_diffusion_by_gradients_and_phase_parts(tmp_path: Path, dipy_dwi,
+                                                                           mni_t1) -> None:
+    import json
+    import shutil
+
+    import nibabel as nib
+
+    from curate.config import CurateConfig
+    from curate.execution import RunOptions
+    from curate.indexing import index
+
+    nii, bval, bvec = dipy_dwi
+    folder = tmp_path / "export" / "patient1"
+    folder.mkdir(parents=True)
+    # a 4D series named like nothing we know, with gradient files in upper case: a diffusion series
+    shutil.copy(nii, folder / "resolve_trace.nii.gz")
+    shutil.copy(bval, folder / "resolve_trace.BVAL")
+    shutil.copy(bvec, folder / "resolve_trace.BVEC")
+    nib.save(mni_t1, folder / "swi_pha.nii.gz")
+    (folder / "swi_pha.JSON").write_text(json.dumps({"SeriesDescription": "SWI",
+                                                      "ImageType": ["ORIGINAL", "PRIMARY", "P", "ND"]}))
+    nib.save(mni_t1, folder / "swi_mag.nii.gz")
+    (folder / "swi_mag.json").write_text(json.dumps({"SeriesDescription": "SWI",
+                                                      "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"]}))
+    rows = {r.source_path: r for r in index(tmp_path / "export", tmp_path / "out", CurateConfig(),
+                                            RunOptions(workers=1)).records}
+    dwi = rows["patient1/resolve_trace.nii.gz"]
+    assert dwi.modality == "DWI" and dwi.bval_path == "patient1/resolve_trace.BVAL"
+    phase, mag = rows["patient1/swi_pha.nii.gz"], rows["patient1/swi_mag.nii.gz"]
+    assert phase.series_description == "SWI" and not phase.included
+    assert "phase image, not magnitude" in phase.exclusion_detail
+    assert mag.included, mag.exclusion_detail
+
+
+def test_bids_part_phase_is_not_a_pretraining_image(tmp_path: Path, mni_t1) -> None:
+    import nibabel as nib
+
+    from curate.config import CurateConfig
+    from curate.execution import RunOptions
+    from curate.indexing import index
+
+    (tmp_path / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.9.0"}')
+    anat = tmp_path / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    for part in ("mag", "phase"):
+        nib.save(mni_t1, anat / f"sub-01_part-{part}_T2starw.nii.gz")
+    rows = {r.source_path.split("_")[1]: r for r in index(tmp_path, tmp_path / "out", CurateConfig(),
+                                                          RunOptions(workers=1)).records}
+    assert rows["part-mag"].included, rows["part-mag"].exclusion_detail
+    assert not rows["part-phase"].included and "modality" in rows["part-phase"].exclusion_reasons

@@ -102,6 +102,13 @@ def test_parse_table_reads_rows_and_rejects_ragged() -> None:
         parse_table("\n")
 
 
+def test_comma_separated_tables_read_like_fsl_ones() -> None:
+    fsl = parse_table("1 0 0.5\n0 1 -0.5\n0 0 0.7\n")
+    assert np.array_equal(parse_table("1,0,0.5\n0, 1, -0.5,\n0,0,0.7\n\n"), fsl)
+    with pytest.raises(ValueError):
+        parse_table(",,\n")
+
+
 def test_subset_renumbers_shells() -> None:
     from curate.dwi.gradients import subset
 
