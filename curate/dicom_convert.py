@@ -94,17 +94,19 @@ def _stem(path: Path) -> str:
 
 
 def _move_outputs(image: Path, dst: Path, out_dir: Path, name: str) -> None:
-    """Move ``image`` and its sidecars to ``out_dir/name.*`` (raw stack's sidecars as fallback)."""
+    """Move ``image`` and its sidecars to ``out_dir/name.*`` (raw stack's sidecars as fallback).
+
+    The image moves last: a build that finds it finds its sidecars too.
+    """
     stem = _stem(image)
-    moved = set()
-    for produced in dst.glob(stem + ".*"):
-        suffix = produced.name[len(stem):]
-        os.replace(produced, out_dir / f"{name}{suffix}")
-        moved.add(suffix)
+    moves = {p.name[len(stem):]: p for p in dst.glob(stem + ".*") if p != image}
     base = _CORRECTED.sub("", stem)
     for suffix in (".json", ".bval", ".bvec"):
-        if suffix not in moved and (dst / f"{base}{suffix}").exists():
-            os.replace(dst / f"{base}{suffix}", out_dir / f"{name}{suffix}")
+        if suffix not in moves and (dst / f"{base}{suffix}").exists():
+            moves[suffix] = dst / f"{base}{suffix}"
+    for suffix, produced in moves.items():
+        os.replace(produced, out_dir / f"{name}{suffix}")
+    os.replace(image, out_dir / f"{name}.nii.gz")
 
 
 def failure_reason(output: str, returncode: int, links: dict[str, str], syntax: str | None) -> str:
