@@ -148,9 +148,13 @@ def _is_mosaic(header: Header) -> bool:
 
 
 def _positions(files: list[Header]) -> list[Any]:
-    """One position per slice: per file, or per frame of a single multi-frame file."""
-    if len(files) == 1 and files[0].get("FramePositions"):
-        return list(files[0].get("FramePositions"))
+    """One position per slice: per file, or per frame of multi-frame files.
+
+    Enhanced series come as one file, or as one file per volume (Siemens XA
+    writes a 6-frame file per fMRI volume): every frame of every file counts.
+    """
+    if all(f.get("FramePositions") for f in files):
+        return [p for f in files for p in f.get("FramePositions")]
     return [f.get("ImagePositionPatient") for f in files]
 
 
@@ -195,7 +199,7 @@ def series_geometry(files: list[Header]) -> tuple[dict[str, Any], list[str]]:
     if len({tuple(round(v, 4) for v in (f.get("PixelSpacing") or ())) for f in files}) > 1:
         problems.append("inconsistent pixel spacing")
     spacing_xy = first.get("PixelSpacing") or (1.0, 1.0)
-    n_slices = int(first.get("NumberOfFrames") or 1) if len(files) == 1 else len(files)
+    n_slices = sum(int(f.get("NumberOfFrames") or 1) for f in files)
     slice_spacing = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
     orient = first.get("ImageOrientationPatient")
     positions = _positions(files)

@@ -531,3 +531,27 @@ def test_dcm2niix_that_hangs_is_stopped(tmp_path, monkeypatch, pydicom_mr) -> No
     (tmp_path / "src" / "a.dcm").write_bytes(pydicom_mr.read_bytes())
     with pytest.raises(UnreadableImage, match="did not finish within 0.5 s"):
         convert_series(tmp_path / "src", ["a.dcm"], tmp_path / "out", "x", timeout_s=0.5)
+
+
+@pytest.mark.parametrize(("description", "modality"), [
+    ("REST1 w SMS PF7-8", "BOLD"), ("rest_2", "BOLD"), ("Resting state", "BOLD"),
+    ("T1 MPRAGE", "T1w"), ("t1_restore", "T1w")])
+def test_numbered_rest_runs_are_bold_not_t1w(description, modality) -> None:
+    """Siemens XA 'REST1' (dcm2niix's dcm_qa_enh) was T1w: the '1' after REST matched 't1'."""
+    from curate.modality import load_rules, series_modality
+
+    assert series_modality([description], None, load_rules()) == modality
+
+
+def test_enhanced_series_of_one_file_per_volume_stacks_every_frame() -> None:
+    """Siemens XA writes an fMRI run as one enhanced file per volume (dcm2niix's dcm_qa_enh)."""
+    from curate.dicom import DicomFileHeader
+    from curate.dicom_geometry import series_geometry
+
+    frames = tuple((-110.0, -58.5, -5.4 + 2.4 * k) for k in range(6))
+    fields = (("Rows", 64), ("Columns", 64), ("NumberOfFrames", 6.0), ("PixelSpacing", (3.375, 3.375)),
+              ("ImageOrientationPatient", (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)), ("FramePositions", frames))
+    files = [DicomFileHeader(f"6_{v}.dcm", 147_000, 0, "1.2", None, fields) for v in range(1, 5)]
+    geometry, problems = series_geometry(files)
+    assert problems == [] and geometry["shape"] == (64, 64, 6, 4)
+    assert geometry["spacing_mm"] == pytest.approx((3.375, 3.375, 2.4))
