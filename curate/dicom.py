@@ -38,6 +38,7 @@ _TAGS = [
     "ManufacturerModelName", "MagneticFieldStrength", "RepetitionTime", "EchoTime",
     "InPlanePhaseEncodingDirection", "PatientAge", "PatientSex", "SOPInstanceUID", "EchoNumbers",
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "SeriesNumber", "SOPClassUID",
+    "AcquisitionMatrix",
 ]
 #: What pydicom reads of each file: the keywords above and the vendors' private tags.
 _READ_TAGS: list[Any] = [*_TAGS, *PRIVATE_TAGS]

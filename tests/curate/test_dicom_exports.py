@@ -555,3 +555,29 @@ def test_enhanced_series_of_one_file_per_volume_stacks_every_frame() -> None:
     geometry, problems = series_geometry(files)
     assert problems == [] and geometry["shape"] == (64, 64, 6, 4)
     assert geometry["spacing_mm"] == pytest.approx((3.375, 3.375, 2.4))
+
+
+def test_united_imaging_vframe_mosaic_geometry_comes_from_its_grid(tmp_path, pydicom_mr) -> None:
+    """UIH writes a DWI volume per file as a 4 x 5 grid of 64 x 64 tiles, with no ImagePositionPatient
+    (dcm2niix's dcm_qa_uih: 64x64x20x17); a 3 x 5 grid of 14 tiles here."""
+    tree = tmp_path / "export"
+    uid = generate_uid()
+    for volume in range(3):
+        ds = pydicom.dcmread(pydicom_mr)
+        ds.Rows, ds.Columns, ds.AcquisitionMatrix = 192, 320, [64, 0, 0, 64]
+        ds.PixelData = np.ones((192, 320), np.int16).tobytes()
+        ds.ImageType, ds.SeriesDescription = ["ORIGINAL", "PRIMARY", "M", "VFRAME"], "dti_tra_dir16"
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = uid, generate_uid(), volume + 1
+        ds.PixelSpacing, ds.SpacingBetweenSlices = [3.5, 3.5], 4.2
+        del ds.ImagePositionPatient
+        tiles = []
+        for k in range(14):
+            item = Dataset()
+            item.ImagePositionPatient = [-110.0, -110.0, 4.2 * k]
+            tiles.append(item)
+        ds.private_block(0x0065, "Image Private Header", create=True).add_new(0x50, "SQ", Sequence(tiles))
+        (tree / "dti").mkdir(parents=True, exist_ok=True)
+        ds.save_as(tree / "dti" / f"{volume:08d}.dcm", enforce_file_format=True)
+    (row,) = pipeline.index(tree, tmp_path / "out", CurateConfig(), pipeline.RunOptions(workers=1)).records
+    assert row.modality == "DWI" and row.exclusion_reasons == ("modality",)
+    assert row.shape == (64, 64, 14, 3) and row.spacing_mm == pytest.approx((3.5, 3.5, 4.2))
