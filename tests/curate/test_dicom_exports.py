@@ -342,7 +342,12 @@ def test_pick_output_prefers_corrected_stack_and_notes_a_real_choice(tmp_path) -
     chosen, note = pick_output([tmp_path / "x.nii.gz", tmp_path / "x_Tilt_1.nii.gz"], "x")
     assert chosen.name == "x_Tilt_1.nii.gz" and note is None
     chosen, note = pick_output([tmp_path / "y_e1.nii.gz", tmp_path / "y_e2.nii.gz"], "y")
-    assert chosen.name == "y_e2.nii.gz" and "2 images" in note and "_e1" in note
+    assert chosen.name == "y_e2.nii.gz" and "2 images" in note and "not _e1" in note
+    # Philips DWI (dcm2niix's dcm_qa_philips): the series itself, not its larger _ADC
+    (tmp_path / "z.nii.gz").write_bytes(bytes(10))
+    (tmp_path / "z_ADC.nii.gz").write_bytes(bytes(11))
+    chosen, note = pick_output([tmp_path / "z.nii.gz", tmp_path / "z_ADC.nii.gz"], "z")
+    assert chosen.name == "z.nii.gz" and "not _ADC" in note
 
 
 def test_failure_reason_quotes_the_error_line_in_source_names() -> None:
