@@ -540,9 +540,10 @@ def test_dcm2niix_that_hangs_is_stopped(tmp_path, monkeypatch, pydicom_mr) -> No
 
 @pytest.mark.parametrize(("description", "modality"), [
     ("REST1 w SMS PF7-8", "BOLD"), ("rest_2", "BOLD"), ("Resting state", "BOLD"),
-    ("T1 MPRAGE", "T1w"), ("t1_restore", "T1w")])
-def test_numbered_rest_runs_are_bold_not_t1w(description, modality) -> None:
-    """Siemens XA 'REST1' (dcm2niix's dcm_qa_enh) was T1w: the '1' after REST matched 't1'."""
+    ("T1 MPRAGE", "T1w"), ("t1_restore", "T1w"), ("DT_HIGH_32DIR", "DWI"), ("ep2d 64dirs", "DWI")])
+def test_series_descriptions_seen_in_vendor_exports_get_their_modality(description, modality) -> None:
+    """Siemens XA 'REST1' (dcm2niix's dcm_qa_enh) was T1w: the '1' after REST matched 't1';
+    Philips 'DT_HIGH_32DIR' (dcm_qa_philips) was 'other', so its DWI maps were never made."""
     from curate.modality import load_rules, series_modality
 
     assert series_modality([description], None, load_rules()) == modality
