@@ -105,7 +105,7 @@ def _mosaic_images(ds: Any) -> int | None:
 
 
 def _enhanced_fields(ds: Any) -> dict[str, Any]:
-    """Spacing, orientation and frame positions of an enhanced multi-frame object."""
+    """Spacing, orientation, frame positions and echo time of an enhanced multi-frame object."""
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     frames = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
     first = frames[0] if frames else None
@@ -118,6 +118,11 @@ def _enhanced_fields(ds: Any) -> dict[str, Any]:
                               ("ImageOrientationPatient", orientation)):
             if keyword not in out and item is not None and item.get(keyword) is not None:
                 out[keyword] = _plain(item.get(keyword))
+    echo_times = {_plain(echo.get("EffectiveEchoTime")) for frame in frames
+                  if (echo := _first_item(frame, "MREchoSequence")) is not None}
+    if len(echo_times) == 1 and None not in echo_times:
+        # one echo per file (Siemens XA writes a file per echo): the series splits on it
+        out["EchoTime"] = echo_times.pop()
     positions = []
     for frame in frames:
         position = _first_item(frame, "PlanePositionSequence")

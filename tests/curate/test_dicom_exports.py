@@ -587,3 +587,27 @@ def test_united_imaging_vframe_mosaic_geometry_comes_from_its_grid(tmp_path, pyd
     (row,) = pipeline.index(tree, tmp_path / "out", CurateConfig(), pipeline.RunOptions(workers=1)).records
     assert row.modality == "DWI" and row.exclusion_reasons == ("modality",)
     assert row.shape == (64, 64, 14, 3) and row.spacing_mm == pytest.approx((3.5, 3.5, 4.2))
+
+
+def test_enhanced_files_one_per_echo_split_on_their_frames_echo_time(tmp_path, mni, pydicom_mr) -> None:
+    """Siemens XA writes a field map's two echoes as two enhanced files, the echo time per frame
+    only (dcm2niix's dcm_qa_xa30 writes _e1 and _e2)."""
+    planes = mni.planes(*AXIAL, n_slices=8)
+    tree = tmp_path / "export"
+    uid = generate_uid()
+    for echo, time in ((1, 10.0), (2, 12.46)):
+        path = tree / "fmap" / f"{echo:04d}.dcm"
+        _enhanced(path, planes, pydicom_mr)
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID, ds.SeriesDescription = uid, "gre_field_mapping"
+        del ds.EchoTime, ds.EchoNumbers
+        for frame in ds.PerFrameFunctionalGroupsSequence:
+            item = Dataset()
+            item.EffectiveEchoTime = time
+            frame.MREchoSequence = Sequence([item])
+        ds.save_as(path, enforce_file_format=True)
+    rows = {r.acquisition: r for r in pipeline.index(tree, tmp_path / "out", CurateConfig(),
+                                                      pipeline.RunOptions(workers=1)).records}
+    assert set(rows) == {"echo-1", "echo-2"}
+    assert rows["echo-2"].echo_time_s == pytest.approx(0.01246)
+    assert rows["echo-1"].shape == (N, N, 8) and rows["echo-1"].n_volumes == 1
