@@ -56,6 +56,10 @@ def read_image(path: Path) -> ImageData:
     """
     try:
         img = nib.load(str(path))
+        if img.get_data_dtype().fields is not None:
+            # RGB24 and other structured voxels: a colour map or screenshot (dcm2niix writes
+            # Siemens' colour FA so), not grey levels; float conversion would fail.
+            raise UnreadableImage(f"data: {img.get_data_dtype()} voxels (a colour image), not intensities")
         data = np.asarray(img.dataobj, dtype=np.float32)
         zooms = tuple(float(z) for z in img.header.get_zooms())
         affine = np.asarray(img.affine, dtype=float)

@@ -611,3 +611,22 @@ def test_enhanced_files_one_per_echo_split_on_their_frames_echo_time(tmp_path, m
     assert set(rows) == {"echo-1", "echo-2"}
     assert rows["echo-2"].echo_time_s == pytest.approx(0.01246)
     assert rows["echo-1"].shape == (N, N, 8) and rows["echo-1"].n_volumes == 1
+
+
+def test_colour_nifti_is_unreadable_with_a_reason_not_a_stage_failure(tmp_path) -> None:
+    """dcm2niix writes Siemens' colour FA series as RGB24 (dcm2niix's dcm_qa_xa30)."""
+    from curate.io import read_image
+
+    rgb = np.zeros((4, 4, 3), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), tmp_path / "colfa.nii.gz")
+    with pytest.raises(UnreadableImage, match="colour image"):
+        read_image(tmp_path / "colfa.nii.gz")
+
+
+def test_scanner_derived_diffusion_maps_are_no_dwi_source() -> None:
+    from curate.stages.base import is_dwi_source
+
+    source = ImageRecord(image_id="a", dataset="d", source_kind="dicom", source_path="dwi", modality="DWI",
+                         exclusion_reasons=("modality",), image_type=("ORIGINAL", "PRIMARY", "DIFFUSION"))
+    assert is_dwi_source(source)
+    assert not is_dwi_source(dataclasses.replace(source, image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC")))
