@@ -171,12 +171,15 @@ def _tile(header: Header, rows: int, cols: int) -> tuple[int, int]:
     Siemens tiles a square grid of ``ceil(sqrt(n))``; United Imaging's grid is
     not square, its tile is the acquisition matrix.
     """
+    image_type = header.get("ImageType") or ()
+    types = {str(t).upper() for t in (image_type if isinstance(image_type, tuple) else (image_type,))}
     matrix = [int(v) for v in (header.get("AcquisitionMatrix") or ()) if v]
-    if len(matrix) == 2:
+    if "VFRAME" in types and len(matrix) == 2:
         for a, b in (matrix, matrix[::-1]):
             if rows % a == 0 and cols % b == 0 and (rows // a) * (cols // b) >= int(header.get("MosaicImages")):
-                if (rows // a) != (cols // b):  # a square grid is Siemens' rule below
-                    return a, b
+                return a, b
+    # Siemens: the acquisition matrix is no guide (a 90 x 45 matrix at 50% phase
+    # resolution is stored as 90 x 90 tiles; dcm2niix's dcm_qa TotalReadoutTime set).
     tiles = math.ceil(math.sqrt(int(header.get("MosaicImages"))))
     return rows // tiles, cols // tiles
 

@@ -171,3 +171,15 @@ def test_scanner_derived_diffusion_maps_are_no_dwi_source() -> None:
                          exclusion_reasons=("modality",), image_type=("ORIGINAL", "PRIMARY", "DIFFUSION"))
     assert is_dwi_source(source)
     assert not is_dwi_source(dataclasses.replace(source, image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC")))
+
+
+@pytest.mark.parametrize(("matrix", "size"), [((90, 0, 0, 45), (720, 720)), ((90, 0, 0, 180), (720, 1440))])
+def test_siemens_mosaic_tiles_follow_the_square_grid_not_the_acquisition_matrix(matrix, size) -> None:
+    """Reduced phase resolution or FOV (dcm2niix's dcm_qa TotalReadoutTime set): tiles are 720/8 wide."""
+    from curate.dicom_geometry import series_geometry
+
+    fields = (("Rows", size[0]), ("Columns", size[1]), ("AcquisitionMatrix", matrix), ("MosaicImages", 60),
+              ("ImageType", ("ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC")), ("PixelSpacing", (2.4, 2.4)),
+              ("SliceThickness", 2.4))
+    geometry, problems = series_geometry([DicomFileHeader("m.IMA", 1, 0, "1.2", None, fields)])
+    assert geometry["shape"] == (size[1] // 8, size[0] // 8, 60) and problems == []
