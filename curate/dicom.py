@@ -38,6 +38,7 @@ _TAGS = [
     "ManufacturerModelName", "MagneticFieldStrength", "RepetitionTime", "EchoTime",
     "InPlanePhaseEncodingDirection", "PatientAge", "PatientSex", "SOPInstanceUID", "EchoNumbers",
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "SeriesNumber", "SOPClassUID",
+    "AcquisitionMatrix",
 ]
 #: What pydicom reads of each file: the keywords above and the vendors' private tags.
 _READ_TAGS: list[Any] = [*_TAGS, *PRIVATE_TAGS]
@@ -259,8 +260,12 @@ def _part_of(header: DicomFileHeader) -> str:
     return image_part(header.get("ImageType")) or _PARTS.get(header.get("VendorImagePart") or "", "")
 
 
-def _split_key(header: DicomFileHeader) -> tuple[str, str, str]:
-    """(echo, part, original-or-derived) of one file."""
+def _split_key(header: DicomFileHeader) -> tuple[float, str, str]:
+    """(echo, part, original-or-derived) of one file.
+
+    The echo is EchoNumbers, or the echo time where EchoNumbers is absent
+    (enhanced objects keep it per frame; dcm2niix splits on either).
+    """
     raw = header.get("ImageType")
     types = [str(t).upper() for t in (raw if isinstance(raw, tuple) else (raw,) if raw else ())]
     # Only phase, real and imaginary parts split a series: files that say "M" and
@@ -271,28 +276,32 @@ def _split_key(header: DicomFileHeader) -> tuple[str, str, str]:
     echo = header.get("EchoNumbers")
     echo = echo[0] if isinstance(echo, tuple) and echo else echo
     number = _number(echo)
-    return (f"{number:g}" if number is not None else "", part, kind)
+    if number is None:
+        time = _number(header.get("EchoTime"))
+        number = None if time is None else 1000.0 + time  # after any EchoNumbers
+    return (-1.0 if number is None else number, part, kind)
 
 
 def split_series(members: list[DicomFileHeader]) -> list[tuple[str | None, list[DicomFileHeader]]]:
     """The images in one series: ``[(label, files)]``, label ``None`` when it is one image.
 
-    A series whose files differ in EchoNumbers (multi-echo), in the magnitude /
+    A series whose files differ in EchoNumbers or echo time (multi-echo), in the magnitude /
     phase / real / imaginary value of ImageType, or in ORIGINAL / DERIVED
     (Philips puts the ADC map in the DWI series) holds several images; dcm2niix
     would write each to its own file (``_e2``, ``_ph``, ``_ADC``).  Each becomes a
-    row of its own, labelled e.g. ``echo-2`` or ``part-phase`` (the BIDS entities)
-    in the row's ``acquisition`` column.
+    row of its own, labelled e.g. ``echo-2`` (the echo's rank) or ``part-phase``
+    (the BIDS entities) in the row's ``acquisition`` column.
     """
-    groups: dict[tuple[str, str, str], list[DicomFileHeader]] = defaultdict(list)
+    groups: dict[tuple[float, str, str], list[DicomFileHeader]] = defaultdict(list)
     for header in members:
         groups[_split_key(header)].append(header)
     if len(groups) == 1:
         return [(None, members)]
     varies = [len({key[i] for key in groups}) > 1 for i in range(3)]
+    echoes = sorted({key[0] for key in groups if key[0] >= 0})
     out = []
     for (echo, part, kind), files in sorted(groups.items()):
-        words = [f"echo-{echo or 'none'}" if varies[0] else "",
+        words = [f"echo-{echoes.index(echo) + 1 if echo >= 0 else 'none'}" if varies[0] else "",
                  f"part-{part or 'none'}" if varies[1] else "",
                  (kind or "original") if varies[2] else ""]
         out.append(("_".join(w for w in words if w), files))

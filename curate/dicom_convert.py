@@ -7,8 +7,10 @@ dcm2niix may write more than one image for a series:
   the raw stack's JSON sidecar (and bval/bvec) when it has none of its own;
 * several different images (``_e2``, ``_ph``, ``_ADC``, ``_i00002`` ...): the
   index already splits series by echo, magnitude/phase and original/derived
-  (:func:`curate.dicom.split_series`), so what remains is rare; the largest
-  image is kept and the row says which others dcm2niix wrote.
+  (:func:`curate.dicom.split_series`), so what remains is rare (Philips DWI
+  series whose ADC volume dcm2niix writes apart as ``_ADC``); the image under
+  the plain name is kept (else the largest) and the row says which others
+  dcm2niix wrote.
 
 When dcm2niix fails, the reason given is its own error line, with the
 private link names it saw replaced by the source files, and the transfer
@@ -83,10 +85,11 @@ def pick_output(images: list[Path], name: str) -> tuple[Path, str | None]:
     corrected = [p for p in images if _CORRECTED.search(p.name)]
     if corrected and len(corrected) == len(images) - 1:
         return max(corrected, key=lambda p: len(_CORRECTED.findall(p.name))), None
-    by_size = sorted(images, key=lambda p: (-p.stat().st_size, p.name))
-    others = ", ".join(_stem(p)[len(name):] or "(base)" for p in by_size[1:])
-    return by_size[0], (f"dcm2niix wrote {len(images)} images for this series; kept the largest "
-                        f"({_stem(by_size[0])[len(name):] or 'base'}), not {others}")
+    # The plain name first (Philips DWI: the series, not its _ADC), then the largest.
+    ranked = sorted(images, key=lambda p: (_stem(p) != name, -p.stat().st_size, p.name))
+    kept = _stem(ranked[0])[len(name):] or "the series' own"
+    others = ", ".join(_stem(p)[len(name):] for p in ranked[1:])
+    return ranked[0], f"dcm2niix wrote {len(images)} images for this series; kept {kept}, not {others}"
 
 
 def _stem(path: Path) -> str:
@@ -94,17 +97,19 @@ def _stem(path: Path) -> str:
 
 
 def _move_outputs(image: Path, dst: Path, out_dir: Path, name: str) -> None:
-    """Move ``image`` and its sidecars to ``out_dir/name.*`` (raw stack's sidecars as fallback)."""
+    """Move ``image`` and its sidecars to ``out_dir/name.*`` (raw stack's sidecars as fallback).
+
+    The image moves last: a build that finds it finds its sidecars too.
+    """
     stem = _stem(image)
-    moved = set()
-    for produced in dst.glob(stem + ".*"):
-        suffix = produced.name[len(stem):]
-        os.replace(produced, out_dir / f"{name}{suffix}")
-        moved.add(suffix)
+    moves = {p.name[len(stem):]: p for p in dst.glob(stem + ".*") if p != image}
     base = _CORRECTED.sub("", stem)
     for suffix in (".json", ".bval", ".bvec"):
-        if suffix not in moved and (dst / f"{base}{suffix}").exists():
-            os.replace(dst / f"{base}{suffix}", out_dir / f"{name}{suffix}")
+        if suffix not in moves and (dst / f"{base}{suffix}").exists():
+            moves[suffix] = dst / f"{base}{suffix}"
+    for suffix, produced in moves.items():
+        os.replace(produced, out_dir / f"{name}{suffix}")
+    os.replace(image, out_dir / f"{name}.nii.gz")
 
 
 def failure_reason(output: str, returncode: int, links: dict[str, str], syntax: str | None) -> str:

@@ -7,7 +7,8 @@ Three layouts are met in exports:
   repeat the same positions;
 * Siemens mosaics: one file per volume, the slices tiled in a square grid of
   ``ceil(sqrt(n))`` tiles, ``n`` given by the private tag NumberOfImagesInMosaic
-  (0019,100A), the layout dcm2niix and nibabel read;
+  (0019,100A), the layout dcm2niix and nibabel read; United Imaging "VFRAME"
+  mosaics likewise, with a grid of acquisition-matrix tiles listed in (0065,1050);
 * enhanced multi-frame objects (one file, ``NumberOfFrames`` > 1), whose spacing,
   orientation and per-frame positions live in the shared and per-frame
   functional group sequences (DICOM PS3.3 C.7.6.16).
@@ -41,8 +42,12 @@ MOSAIC_IMAGES = 0x0019100A
 #: (0 magnitude, 1 phase, 2 real, 3 imaginary), GE's only mark of a phase image.
 GE_CREATOR = 0x00430010
 GE_IMAGE_TYPE = 0x0043102F
+#: United Imaging private tags: the creator of block (0065,10xx) and the grid of a
+#: "VFRAME" mosaic (a sequence with one item per tile, or the number of tiles).
+UIH_CREATOR = 0x00650010
+UIH_GRID = 0x00651050
 #: What pydicom must read for :func:`header_fields` beyond the keywords asked for.
-PRIVATE_TAGS = (MOSAIC_CREATOR, MOSAIC_IMAGES, GE_CREATOR, GE_IMAGE_TYPE)
+PRIVATE_TAGS = (MOSAIC_CREATOR, MOSAIC_IMAGES, GE_CREATOR, GE_IMAGE_TYPE, UIH_CREATOR, UIH_GRID)
 _GE_PARTS = {0: "M", 1: "P", 2: "R", 3: "I"}
 
 
@@ -87,13 +92,20 @@ def _private_int(ds: Any, creator_tag: int, tag: int, vendor: str, signed: bool 
 
 
 def _mosaic_images(ds: Any) -> int | None:
-    """NumberOfImagesInMosaic when the Siemens private block is present."""
+    """The number of tiles of a Siemens (NumberOfImagesInMosaic) or United Imaging mosaic."""
     value = _private_int(ds, MOSAIC_CREATOR, MOSAIC_IMAGES, "SIEMENS")
+    creator, grid = ds.get(UIH_CREATOR), ds.get(UIH_GRID)
+    if value is None and creator is not None and grid is not None and \
+            "IMAGE PRIVATE HEADER" in str(creator.value).upper():
+        if isinstance(grid.value, pydicom.sequence.Sequence):
+            value = len(grid.value)
+        elif not isinstance(grid.value, bytes):
+            value = int(float(grid.value))
     return value if value is not None and value > 0 else None
 
 
 def _enhanced_fields(ds: Any) -> dict[str, Any]:
-    """Spacing, orientation and frame positions of an enhanced multi-frame object."""
+    """Spacing, orientation, frame positions and echo time of an enhanced multi-frame object."""
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     frames = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
     first = frames[0] if frames else None
@@ -106,6 +118,11 @@ def _enhanced_fields(ds: Any) -> dict[str, Any]:
                               ("ImageOrientationPatient", orientation)):
             if keyword not in out and item is not None and item.get(keyword) is not None:
                 out[keyword] = _plain(item.get(keyword))
+    echo_times = {_plain(echo.get("EffectiveEchoTime")) for frame in frames
+                  if (echo := _first_item(frame, "MREchoSequence")) is not None}
+    if len(echo_times) == 1 and None not in echo_times:
+        # one echo per file (Siemens XA writes a file per echo): the series splits on it
+        out["EchoTime"] = echo_times.pop()
     positions = []
     for frame in frames:
         position = _first_item(frame, "PlanePositionSequence")
@@ -142,15 +159,39 @@ def header_fields(ds: Any, keywords: list[str]) -> tuple[tuple[str, Any], ...]:
 
 
 def _is_mosaic(header: Header) -> bool:
+    """Siemens (ImageType MOSAIC) and United Imaging (VFRAME) mosaics whose tile count is known."""
     image_type = header.get("ImageType") or ()
     types = image_type if isinstance(image_type, tuple) else (image_type,)
-    return "MOSAIC" in {str(t).upper() for t in types} and bool(header.get("MosaicImages"))
+    return bool({"MOSAIC", "VFRAME"} & {str(t).upper() for t in types}) and bool(header.get("MosaicImages"))
+
+
+def _tile(header: Header, rows: int, cols: int) -> tuple[int, int]:
+    """(rows, columns) of one mosaic tile.
+
+    Siemens tiles a square grid of ``ceil(sqrt(n))``; United Imaging's grid is
+    not square, its tile is the acquisition matrix.
+    """
+    image_type = header.get("ImageType") or ()
+    types = {str(t).upper() for t in (image_type if isinstance(image_type, tuple) else (image_type,))}
+    matrix = [int(v) for v in (header.get("AcquisitionMatrix") or ()) if v]
+    if "VFRAME" in types and len(matrix) == 2:
+        for a, b in (matrix, matrix[::-1]):
+            if rows % a == 0 and cols % b == 0 and (rows // a) * (cols // b) >= int(header.get("MosaicImages")):
+                return a, b
+    # Siemens: the acquisition matrix is no guide (a 90 x 45 matrix at 50% phase
+    # resolution is stored as 90 x 90 tiles; dcm2niix's dcm_qa TotalReadoutTime set).
+    tiles = math.ceil(math.sqrt(int(header.get("MosaicImages"))))
+    return rows // tiles, cols // tiles
 
 
 def _positions(files: list[Header]) -> list[Any]:
-    """One position per slice: per file, or per frame of a single multi-frame file."""
-    if len(files) == 1 and files[0].get("FramePositions"):
-        return list(files[0].get("FramePositions"))
+    """One position per slice: per file, or per frame of multi-frame files.
+
+    Enhanced series come as one file, or as one file per volume (Siemens XA
+    writes a 6-frame file per fMRI volume): every frame of every file counts.
+    """
+    if all(f.get("FramePositions") for f in files):
+        return [p for f in files for p in f.get("FramePositions")]
     return [f.get("ImagePositionPatient") for f in files]
 
 
@@ -195,15 +236,14 @@ def series_geometry(files: list[Header]) -> tuple[dict[str, Any], list[str]]:
     if len({tuple(round(v, 4) for v in (f.get("PixelSpacing") or ())) for f in files}) > 1:
         problems.append("inconsistent pixel spacing")
     spacing_xy = first.get("PixelSpacing") or (1.0, 1.0)
-    n_slices = int(first.get("NumberOfFrames") or 1) if len(files) == 1 else len(files)
+    n_slices = sum(int(f.get("NumberOfFrames") or 1) for f in files)
     slice_spacing = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
     orient = first.get("ImageOrientationPatient")
     positions = _positions(files)
     n_volumes = 1
     if _is_mosaic(first):
         # One file per volume; positions of mosaics are not slice positions.
-        tiles = math.ceil(math.sqrt(int(first.get("MosaicImages"))))
-        rows, cols = rows // tiles, cols // tiles
+        rows, cols = _tile(first, rows, cols)
         n_slices, n_volumes = int(first.get("MosaicImages")), len(files)
     elif not orient or not all(p for p in positions):
         # dcm2niix would stack such slices in file order on a made-up grid.

@@ -83,8 +83,13 @@ class Stage(Protocol):
 
 
 def is_dwi_source(record: ImageRecord) -> bool:
-    """True for a DWI series excluded only for being 4D diffusion (the source of maps)."""
-    return record.modality == Modality.DWI.value and record.exclusion_reasons == (
+    """True for a DWI series excluded only for being 4D diffusion (the source of maps).
+
+    A derived DICOM series of a diffusion scan (the scanner's ADC, FA or trace
+    map: ImageType DERIVED) is excluded for its modality too, but is no source.
+    """
+    derived = bool(record.image_type) and record.image_type[0].upper() in ("DERIVED", "SECONDARY")
+    return record.modality == Modality.DWI.value and not derived and record.exclusion_reasons == (
         ExclusionReason.MODALITY.value,
     )
 
