@@ -154,16 +154,6 @@ def test_enhanced_series_of_one_file_per_volume_stacks_every_frame() -> None:
     assert geometry["spacing_mm"] == pytest.approx((3.375, 3.375, 2.4))
 
 
-def test_colour_nifti_is_unreadable_with_a_reason_not_a_stage_failure(tmp_path) -> None:
-    """dcm2niix writes Siemens' colour FA series as RGB24 (dcm2niix's dcm_qa_xa30)."""
-    from curate.io import read_image
-
-    rgb = np.zeros((4, 4, 3), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
-    nib.save(nib.Nifti1Image(rgb, np.eye(4)), tmp_path / "colfa.nii.gz")
-    with pytest.raises(UnreadableImage, match="colour image"):
-        read_image(tmp_path / "colfa.nii.gz")
-
-
 def test_scanner_derived_diffusion_maps_are_no_dwi_source() -> None:
     from curate.stages.base import is_dwi_source
 
