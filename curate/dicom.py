@@ -27,7 +27,7 @@ from curate.config import TriageConfig
 from curate.dicom_convert import Conversion, convert_series, dcm2niix_binary
 from curate.dicom_geometry import PRIVATE_TAGS, PYDICOM_ERRORS, header_fields, series_geometry
 from curate.discover import DICOM_SUFFIXES, display_path
-from curate.modality import is_derived_series, load_rules, series_modality
+from curate.modality import IMAGE_PARTS, image_part, is_derived_series, load_rules, series_modality
 from curate.triage import triage
 
 _TAGS = [
@@ -231,33 +231,9 @@ def _copies_example(everything: list[DicomFileHeader], kept: list[DicomFileHeade
                 if f.rel_path not in kept_paths)
 
 
-#: ImageType values (third and later) that dcm2niix writes as images of their own.
-_PARTS = {"M": "mag", "MAGNITUDE": "mag", "P": "phase", "PHASE": "phase", "R": "real",
-          "REAL": "real", "I": "imag", "IMAGINARY": "imag"}
-
-
-def image_part(image_type: Any) -> str:
-    """``mag``, ``phase``, ``real``, ``imag`` from an ImageType, or ``""`` when it says none.
-
-    Siemens writes ``M``/``P``/``R``/``I`` (or the words), Philips ``M_FFE``, ``P_SE``...
-
-    Examples
-    --------
-    >>> image_part(("ORIGINAL", "PRIMARY", "P", "ND")), image_part(("ORIGINAL", "PRIMARY", "M_FFE"))
-    ('phase', 'mag')
-    """
-    types = [str(t).upper() for t in (image_type if isinstance(image_type, tuple) else
-                                      (image_type,) if image_type else ())]
-    for value in types[2:]:
-        for word in (value, value.split("_")[0]):
-            if word in _PARTS:
-                return _PARTS[word]
-    return ""
-
-
 def _part_of(header: DicomFileHeader) -> str:
     """The image part of one file, from its ImageType or the vendor's private mark (GE)."""
-    return image_part(header.get("ImageType")) or _PARTS.get(header.get("VendorImagePart") or "", "")
+    return image_part(header.get("ImageType")) or IMAGE_PARTS.get(header.get("VendorImagePart") or "", "")
 
 
 def _split_key(header: DicomFileHeader) -> tuple[float, str, str]:

@@ -109,7 +109,7 @@ def is_derived_series(image_type: tuple[str, ...] | None, rules: ModalityRules) 
 
 
 #: ImageType values (third and later) that name the part of a complex image.
-_PARTS = {"M": "mag", "MAGNITUDE": "mag", "P": "phase", "PHASE": "phase", "R": "real",
+IMAGE_PARTS = {"M": "mag", "MAGNITUDE": "mag", "P": "phase", "PHASE": "phase", "R": "real",
           "REAL": "real", "I": "imag", "IMAGINARY": "imag"}
 
 
@@ -127,8 +127,8 @@ def image_part(image_type: Any) -> str:
     values = image_type if isinstance(image_type, (tuple, list)) else (image_type,) if image_type else ()
     for value in [str(t).upper() for t in values][2:]:
         for word in (value, value.split("_")[0]):
-            if word in _PARTS:
-                return _PARTS[word]
+            if word in IMAGE_PARTS:
+                return IMAGE_PARTS[word]
     return ""
 
 
