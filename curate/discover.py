@@ -13,8 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from manifests.schema import SourceKind
-
 from curate.headers import is_nifti
 
 BIDS_SKIP_DIRS = frozenset({"derivatives", "sourcedata", "code", "stimuli", "phenotype"})
@@ -41,22 +39,18 @@ class DatasetFiles:
 BIDS_SEARCH_DEPTH = 3
 
 
-def detect_kind(source: Path) -> SourceKind:
-    """Guess whether ``source`` holds BIDS datasets, or is a clinical export (DICOM and/or NIfTI)."""
+def holds_bids(source: Path) -> bool:
+    """Whether ``source`` is, or holds, BIDS datasets (else it is a clinical export).
+
+    Raises
+    ------
+    SourceError
+        If ``source`` cannot be listed.
+    """
     try:
-        if bids_roots(source):
-            return SourceKind.BIDS
+        return bool(bids_roots(source))
     except OSError as exc:
         raise SourceError(f"cannot list {source}: {exc.strerror}") from exc
-    seen = 0
-    for _, _, names in os.walk(source):
-        for name in names:
-            if is_nifti(name):
-                return SourceKind.NIFTI
-            seen += 1
-        if seen > 5000:
-            break
-    return SourceKind.DICOM
 
 
 def _subfolders(folder: Path) -> list[Path]:

@@ -26,7 +26,7 @@ from manifests.schema import (
 
 from curate import clinical
 from curate.config import CurateConfig, dump_config
-from curate.discover import DatasetFiles, SourceError, detect_kind, raw_bids_roots, walk_bids, walk_plain
+from curate.discover import DatasetFiles, SourceError, holds_bids, raw_bids_roots, walk_bids, walk_plain
 from curate.execution import Progress, RunOptions, map_batches
 from curate.index import IndexBatch, index_batch_table, plan_batches
 from curate.atomic import write_json, write_text
@@ -70,13 +70,13 @@ def run_index(source: Path, config: CurateConfig, options: RunOptions,
     """Discover and index every image under ``source`` (headers only)."""
     if not source.is_dir():
         raise SourceError(f"source {source} is not a readable directory")
-    kind = options.source_kind or detect_kind(source)
-    if kind is SourceKind.DICOM and options.source_kind is SourceKind.DICOM:
+    if options.source_kind is SourceKind.DICOM:
         return _index_dicom(source, walk_plain(source, keep_all=True), config, options, progress)
-    if kind is not SourceKind.BIDS:
-        return _index_clinical(source, config, options, progress)
-    roots, warnings = raw_bids_roots(source)
-    return _index_nifti(kind, [walk_bids(r) for r in roots], warnings, config, options, progress)
+    if options.source_kind is SourceKind.BIDS or (options.source_kind is None and holds_bids(source)):
+        roots, warnings = raw_bids_roots(source)
+        return _index_nifti(SourceKind.BIDS, [walk_bids(r) for r in roots], warnings, config, options,
+                            progress)
+    return _index_clinical(source, config, options, progress)
 
 
 def _index_nifti(kind: SourceKind, founds: list[DatasetFiles], warnings: list[str], config: CurateConfig,
@@ -106,16 +106,14 @@ def _index_clinical(source: Path, config: CurateConfig, options: RunOptions,
     the DICOM pass, ``--source-kind dicom`` skips the NIfTI one.
     """
     found = walk_plain(source, keep_all=options.source_kind is not SourceKind.NIFTI)
-    nifti = _index_nifti(SourceKind.NIFTI, [found], [], config, options, progress) if found.images else None
+    nifti = _index_nifti(SourceKind.NIFTI, [found], [], config, options, progress)
     if not found.other_files:
-        return nifti or _index_nifti(SourceKind.NIFTI, [found], [], config, options, progress)
+        return nifti
     dicom = _index_dicom(source, found, config, options, progress, include_images=False,
-                         walk_warnings=nifti is None)
-    if nifti is None:
-        return dicom
-    return IndexResult(kind=SourceKind.NIFTI, table=pa.concat_tables([nifti.table, dicom.table]),
-                       batches=nifti.batches, dicom_files=dicom.dicom_files,
-                       warnings=nifti.warnings + dicom.warnings)
+                         walk_warnings=False)
+    return IndexResult(kind=SourceKind.NIFTI if found.images else SourceKind.DICOM,
+                       table=pa.concat_tables([nifti.table, dicom.table]), batches=nifti.batches,
+                       dicom_files=dicom.dicom_files, warnings=nifti.warnings + dicom.warnings)
 
 
 def _index_dicom(source: Path, found: DatasetFiles, config: CurateConfig, options: RunOptions,
