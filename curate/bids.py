@@ -17,9 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from curate.headers import read_json, strip_nifti_suffix
-
-_SIDE_SUFFIXES = (".json", ".bval", ".bvec")
+from curate.headers import SIDECAR_SUFFIXES, read_json, strip_nifti_suffix
 
 
 @lru_cache(maxsize=1)
@@ -84,7 +82,7 @@ def parse_entities(rel_path: str) -> dict[str, str]:
         if found:
             entities[name] = found.group(1)
     stem = strip_nifti_suffix(rel_path.rsplit("/", 1)[-1])
-    for ext in _SIDE_SUFFIXES:
+    for ext in SIDECAR_SUFFIXES:
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
     entities["suffix"] = stem.rsplit("_", 1)[-1]
@@ -132,7 +130,7 @@ class SidecarIndex:
         if parsed is None:
             parsed = {}
             for name in self._by_dir.get(directory, ()):
-                ext = next((e for e in _SIDE_SUFFIXES if name.endswith(e)), None)
+                ext = next((e for e in SIDECAR_SUFFIXES if name.endswith(e)), None)
                 if ext is not None:
                     pairs, suffix = _key_values(name[: -len(ext)])
                     parsed.setdefault(suffix, []).append((len(pairs), name, ext, pairs))
@@ -149,7 +147,7 @@ class SidecarIndex:
         """
         folder, _, name = rel_path.rpartition("/")
         image_pairs, suffix = _key_values(strip_nifti_suffix(name))
-        found: dict[str, list[str]] = {ext: [] for ext in _SIDE_SUFFIXES}
+        found: dict[str, list[str]] = {ext: [] for ext in SIDECAR_SUFFIXES}
         for directory in folders_down_to(folder):
             for _, side_name, ext, pairs in self._folder(directory).get(suffix, ()):
                 if all(image_pairs.get(k) == v for k, v in pairs.items()):

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curate.headers import is_nifti
+from curate.headers import SIDECAR_SUFFIXES, is_nifti
 
 BIDS_SKIP_DIRS = frozenset({"derivatives", "sourcedata", "code", "stimuli", "phenotype"})
 DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
@@ -161,7 +161,7 @@ def _walk(root: Path, skip_top: frozenset[str], found: DatasetFiles, keep_all: b
                 continue
             if is_nifti(name):
                 found.images.append(rel)
-            elif name.lower().endswith((".json", ".bval", ".bvec")):  # T1.JSON from a Windows export
+            elif name.lower().endswith(SIDECAR_SUFFIXES):  # T1.JSON from a Windows export
                 found.sidecars_by_dir[rel_dir].append(name)
             elif keep_all:
                 found.other_files.append(rel)

@@ -38,6 +38,10 @@ class HeaderInfo:
     dtype: str
 
 
+#: Files beside an image that describe it: BIDS sidecar JSON and FSL gradient tables.
+SIDECAR_SUFFIXES = (".json", ".bval", ".bvec")
+
+
 def is_nifti(name: str) -> bool:
     """True for ``.nii`` and ``.nii.gz`` names, in any letter case (``T1.NII`` from a Windows export).
 

@@ -34,7 +34,7 @@ from manifests.schema import (
 from curate import bids
 from curate.config import TriageConfig
 from curate.discover import DatasetFiles, display_path
-from curate.headers import UnreadableImage, read_header, strip_nifti_suffix
+from curate.headers import SIDECAR_SUFFIXES, UnreadableImage, read_header, strip_nifti_suffix
 from curate.metadata import acquisition_fields
 from curate.modality import ModalityRules, bids_modality, load_rules, non_magnitude_part, series_modality
 from curate.triage import triage_reasons
@@ -113,9 +113,6 @@ def _same_stem_sidecars(found: DatasetFiles, rels: tuple[str, ...],
         side.setdefault(folder, []).extend(names[stem + ext] for ext in SIDECAR_SUFFIXES
                                            if stem + ext in names)
     return side
-
-
-SIDECAR_SUFFIXES = (".json", ".bval", ".bvec")
 
 
 def _by_lower_name(names: Iterable[str]) -> dict[str, str]:
