@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	# dynamic-network-architectures declares timm -> torchvision, which has no CPU
 	# wheel here and drags a CUDA torch in; the U-Nets we use need neither.
 	$(PIP) install -q --no-deps dynamic-network-architectures==0.4.4
-	$(PIP) install -q -e '.[pretrain,demo,test,cluster]'
+	$(PIP) install -q -e '.[pretrain,demo,test,cluster,brainmask]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -130,6 +130,9 @@ class MasksConfig:
     """Anonymization and anatomy masks (see :mod:`curate.masks` for the methods)."""
 
     enabled: bool = True
+    #: "auto": a learned brain mask (deepbet, ``pip install mri-curate[brainmask]``) helps the
+    #: skull-stripped rule when installed; "none": template-free rules only
+    brain_model: str = "auto"
     #: voxel size (mm) the masks are computed at before going back to the image grid
     work_mm: float = 2.0
     # anatomy foreground
@@ -147,9 +150,15 @@ class MasksConfig:
     cut_margin_mm: float = 8.0
     # skull stripping: brain-sized foreground in a zeroed background without a skull layer
     strip_min_volume_ml: float = 700.0
-    strip_max_volume_ml: float = 2200.0
+    strip_max_volume_ml: float = 2600.0
     strip_min_void_fraction: float = 0.8
     strip_max_skull_dip: float = 0.7
+    #: margins (see curate.masks.anonymization): a margin of 1 scale gives confidence ~0.87
+    strip_dip_scale: float = 0.1
+    strip_volume_scale_ml: float = 300.0
+    #: with a learned brain mask: anatomy outside the brain over the brain's volume
+    strip_max_outside_brain: float = 0.35
+    strip_outside_scale: float = 0.1
     strip_shell_mm: float = 17.0
     strip_footprint_margin_mm: float = 0.0
     strip_neck_mm: float = 140.0
@@ -157,6 +166,27 @@ class MasksConfig:
     blur_smooth_ratio: float = 0.3
     blur_min_face_fraction: float = 0.25
     blur_max_cranium_fraction: float = 0.1
+    # refacing with noise: high texture in the face zone, not in the cranium
+    reface_rough_ratio: float = 3.0
+    reface_min_face_fraction: float = 0.25
+    reface_max_cranium_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.brain_model not in ("auto", "none"):
+            raise ConfigError(f"masks.brain_model must be 'auto' or 'none', got {self.brain_model!r}")
+        positive = ("work_mm", "strip_dip_scale", "strip_volume_scale_ml", "strip_outside_scale",
+                    "cut_min_area_mm2", "reface_rough_ratio", "blur_smooth_ratio")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"masks.{name} must be > 0, got {getattr(self, name)}")
+        fractions = ("min_component_fraction", "strip_min_void_fraction", "blur_min_face_fraction",
+                     "blur_max_cranium_fraction", "reface_min_face_fraction",
+                     "reface_max_cranium_fraction")
+        for name in fractions:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"masks.{name} must be within [0, 1], got {getattr(self, name)}")
+        if not self.strip_min_volume_ml < self.strip_max_volume_ml:
+            raise ConfigError("masks.strip_min_volume_ml must be below strip_max_volume_ml")
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,6 +183,8 @@ class ImageRecord:
     # anonymization and anatomy
     anonymization: str | None = None
     anonymization_confidence: float | None = None
+    #: how the class was decided: "rules" (template-free) or "rules+deepbet-<version>"
+    anonymization_method: str | None = None
     anon_fraction: float | None = None
     anon_mask_path: str | None = None
     anatomy_mask_path: str | None = None
@@ -257,7 +259,8 @@ ARROW_SCHEMA: pa.Schema = pa.schema(
         ("qc_fber", _F64), ("qc_fwhm_mm", _F64), ("qc_sharpness", _F64), ("qc_ghost", _F64),
         ("qc_qi1", _F64), ("qc_spike", _F64), ("qc_inu", _F64),
         ("qc_ringing", _F64), ("qc_border_truncation", _F64), ("qc_bad_slices", _I64),
-        ("anonymization", _STR), ("anonymization_confidence", _F64), ("anon_fraction", _F64),
+        ("anonymization", _STR), ("anonymization_confidence", _F64),
+        ("anonymization_method", _STR), ("anon_fraction", _F64),
         ("anon_mask_path", _STR), ("anatomy_mask_path", _STR),
         ("converted_path", _STR), ("derived_path", _STR), ("array_path", _STR),
         ("array_shape", pa.list_(_I64)), ("array_spacing_mm", pa.list_(_F64)),

@@ -62,6 +62,8 @@ from scipy import ndimage
 from manifests.schema import Anonymization
 
 from curate.config import MasksConfig
+from curate.masks.evidence import (background_stats, face_zone, head_width_mm, skull_dip,
+                                   texture_zones, top_cut, volume_ml)
 from curate.masks.geometry import CoarseGrid, coarse_grid, contact_points, find_planes, plane_prism
 
 __all__ = ["AnonResult", "detect_anonymization"]
@@ -75,56 +77,6 @@ class AnonResult:
     confidence: float
     mask: np.ndarray = field(repr=False)
     evidence: dict[str, float] = field(default_factory=dict)
-
-
-def _head_width_mm(grid: CoarseGrid) -> float:
-    xs = np.flatnonzero(grid.anatomy.any(axis=(1, 2)))
-    return float((xs[-1] - xs[0] + 1) * grid.mm[0]) if xs.size else 0.0
-
-
-def _touches_edge(mask: np.ndarray) -> bool:
-    """Whether a RAS mask reaches the FOV edge anywhere but its inferior face.
-
-    (A brain stem running out of the bottom of the FOV is normal for a brain.)
-    """
-    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
-                or mask[:, :, -1].any())
-
-
-def skull_dip(grid: CoarseGrid, depth_mm: float = 30.0, cranium_mm: float = 80.0) -> float:
-    """Darkest layer within 2-16 mm of the upper head surface, relative to the layers around it.
-
-    Values well below 1 mean a dark (skull) band between brighter scalp and
-    brain; about 1 or more means no such band.  ``1.0`` when undecidable.
-    """
-    anat = grid.anatomy
-    zs = np.flatnonzero(anat.any(axis=(0, 1)))
-    if zs.size == 0:
-        return 1.0
-    depth = ndimage.distance_transform_edt(anat, sampling=grid.mm)
-    upper = np.zeros_like(anat)
-    upper[:, :, max(0, zs[-1] - int(cranium_mm / grid.mm[2])):] = True
-    step = float(grid.mm.min())
-    edges = np.arange(0.0, depth_mm + step, step)
-    sel = anat & upper & (depth <= depth_mm)
-    bins = np.digitize(depth[sel], edges) - 1
-    values = grid.mean[sel]
-    profile = np.array([np.median(values[bins == b]) if np.any(bins == b) else np.nan
-                        for b in range(len(edges) - 1)])
-    centres = edges[:-1] + step / 2
-    band = np.flatnonzero((centres >= 2.0) & (centres <= 16.0) & np.isfinite(profile))
-    ratios = [1.0]
-    for low in band:
-        before, after = profile[:low], profile[low + 1:]
-        if np.isfinite(before).any() and np.isfinite(after).any():
-            rim = min(np.nanmax(before), np.nanmax(after))
-            ratios.append(float(profile[low] / max(rim, 1e-12)))
-    return min(ratios)
-
-
-def _void_background(grid: CoarseGrid) -> float:
-    outside = ~grid.anatomy
-    return float(grid.void[outside].mean()) if outside.any() else 0.0
 
 
 def _strip_envelope(grid: CoarseGrid, cfg: MasksConfig) -> np.ndarray:
@@ -142,39 +94,11 @@ def _strip_envelope(grid: CoarseGrid, cfg: MasksConfig) -> np.ndarray:
     return (shell | below) & ~brain
 
 
-def _face_zone(grid: CoarseGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean (face zone, cranium zone) on the coarse grid."""
-    anat = grid.anatomy
-    zs = np.flatnonzero(anat.any(axis=(0, 1)))
-    top = zs[-1]
-    cranium_low = max(0, top - int(100.0 / grid.mm[2]))
-    ys = np.flatnonzero(anat[:, :, cranium_low:].any(axis=(0, 2)))
-    front, back = ys[-1], ys[0]
-    y_index = np.arange(anat.shape[1])[None, :, None]
-    z_index = np.arange(anat.shape[2])[None, None, :]
-    face = (y_index >= front - 0.3 * (front - back)) & (z_index <= top - 110.0 / grid.mm[2]) \
-        & (z_index >= top - 200.0 / grid.mm[2])
-    cranium = z_index >= top - 70.0 / grid.mm[2]
-    shape = anat.shape
-    return np.broadcast_to(face, shape), np.broadcast_to(cranium, shape)
-
-
-def _blur_evidence(grid: CoarseGrid, cfg: MasksConfig) -> tuple[float, float, np.ndarray]:
-    """(face smooth fraction, cranium smooth fraction, smooth-region mask)."""
-    core = ndimage.binary_erosion(grid.anatomy, iterations=1)
-    face, cranium = _face_zone(grid)
-    ref_values = grid.texture()[core & cranium]
-    if ref_values.size < 50 or (core & face).sum() < 50:
-        return 0.0, 1.0, np.zeros_like(core)
-    reference = float(np.median(ref_values))
-    smooth = grid.texture() < cfg.blur_smooth_ratio * max(reference, 1e-12)
-    return float(smooth[core & face].mean()), float(smooth[core & cranium].mean()), smooth
-
-
-def _blur_region(grid: CoarseGrid, smooth: np.ndarray) -> np.ndarray:
-    face, _ = _face_zone(grid)
+def _texture_region(grid: CoarseGrid, blocks: np.ndarray) -> np.ndarray:
+    """The smooth (or rough) blocks connected to the face zone, tissue and nearby air."""
+    face, _ = face_zone(grid)
     near = ndimage.distance_transform_edt(~grid.anatomy, sampling=grid.mm) <= 10.0
-    candidate = smooth & near & ~grid.void
+    candidate = blocks & near & ~grid.void
     labels, n = ndimage.label(candidate)
     if n == 0:
         return candidate
@@ -185,7 +109,7 @@ def _blur_region(grid: CoarseGrid, smooth: np.ndarray) -> np.ndarray:
 
 
 def _cut_planes(grid: CoarseGrid, cfg: MasksConfig) -> tuple[list, np.ndarray]:
-    points, normals = contact_points(grid.anatomy, grid.void)
+    points, normals = contact_points(grid.anatomy, ~grid.anatomy)
     if len(points) == 0:
         return [], np.zeros((0, 3))
     pts_mm = points * grid.mm
@@ -201,14 +125,38 @@ def _cut_planes(grid: CoarseGrid, cfg: MasksConfig) -> tuple[list, np.ndarray]:
     return planes, pts_mm
 
 
-def _confidence(score: float, threshold: float) -> float:
-    """Map a score's distance past its threshold to 0.5..1 (and below to 0.5..0)."""
-    ratio = score / max(threshold, 1e-12)
-    return float(np.clip(0.5 + 0.5 * np.tanh(2.0 * (ratio - 1.0)), 0.0, 1.0))
+
+
+def _confidence(margin: float) -> float:
+    """Map a rule's margin (in units of its scale; > 0 means the rule holds) to 0.5..0.98."""
+    return float(0.5 + 0.48 * np.tanh(margin))
+
+
+def _strip_margin(ev: dict[str, float], cfg: MasksConfig) -> float:
+    """Signed margin of the skull-stripped rule (> 0: stripped)."""
+    if ev["top_cut"] > 0.05:  # a brain's vertex lies inside the field of view; a limb's does not
+        return -1.0
+    m_vol = min(ev["volume_ml"] - cfg.strip_min_volume_ml,
+                cfg.strip_max_volume_ml - ev["volume_ml"]) / cfg.strip_volume_scale_ml
+    if "outside_brain" in ev:  # a learned brain mask: how much anatomy lies outside it
+        m_brain = (cfg.strip_max_outside_brain - ev["outside_brain"]) / cfg.strip_outside_scale
+        return min(m_vol, m_brain)
+    m_dip = (ev["skull_dip"] - cfg.strip_max_skull_dip) / cfg.strip_dip_scale
+    return min(m_vol, m_dip)
+
+
+def _removed_only(grid: CoarseGrid, region: np.ndarray) -> np.ndarray:
+    """Full-resolution RAS voxels that may hold removed content: void ones when the region is void.
+
+    (Zero-filled removal leaves void; a noise-filled one does not.)
+    """
+    if region.any() and float(grid.void[region].mean()) >= 0.5:
+        return grid.void_full
+    return np.ones(grid.full_shape, dtype=bool)
 
 
 def detect_anonymization(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarray,
-                         cfg: MasksConfig) -> AnonResult:
+                         cfg: MasksConfig, brain: np.ndarray | None = None) -> AnonResult:
     """Classify an image's anonymization and build its anon mask (uint8 0/1, image grid).
 
     Parameters
@@ -221,6 +169,10 @@ def detect_anonymization(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarr
         Its anatomy mask (from :func:`curate.masks.anatomy.anatomy_mask`).
     cfg
         Thresholds.
+    brain
+        Optional brain mask on the image grid from a learned extractor
+        (:mod:`curate.masks.learned`); makes the skull-stripped rule compare the
+        anatomy with the brain instead of reading the skull layer.
 
     Raises
     ------
@@ -232,54 +184,65 @@ def detect_anonymization(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarr
                          f"{data.shape} and {anatomy.shape}")
     grid = coarse_grid(data, affine, anatomy, cfg.work_mm)
     empty = np.zeros(data.shape, dtype=np.uint8)
-    if grid.anatomy.sum() < 100 or _head_width_mm(grid) < cfg.min_head_width_mm:
+    if grid.anatomy.sum() < 100 or head_width_mm(grid) < cfg.min_head_width_mm:
         return AnonResult(Anonymization.NONE.value, 0.5, empty, {"head": 0.0})
-    evidence = _strip_evidence(grid)
-    if _is_stripped(evidence, grid, cfg):
-        region = _strip_envelope(grid, cfg)
-        conf = _confidence(evidence["skull_dip"], cfg.strip_max_skull_dip)
-        return _finish(Anonymization.SKULL_STRIPPED.value, conf, region, grid, anatomy, evidence)
+    ev = {"volume_ml": volume_ml(grid), "skull_dip": skull_dip(grid), "top_cut": top_cut(grid),
+          **background_stats(grid)}
+    if brain is not None and brain.shape == data.shape:
+        coarse_brain = grid.coarse_of(brain)
+        ev["outside_brain"] = float((grid.anatomy & ~coarse_brain).sum() / max(coarse_brain.sum(), 1))
+    margins = {Anonymization.SKULL_STRIPPED.value: _strip_margin(ev, cfg)}
+    if margins[Anonymization.SKULL_STRIPPED.value] > 0:
+        return _finish(Anonymization.SKULL_STRIPPED.value, margins, _strip_envelope(grid, cfg),
+                       grid, anatomy, ev)
     planes, pts_mm = _cut_planes(grid, cfg)
-    evidence["cut_area_mm2"] = float(sum(p.area_mm2 for p in planes))
+    ev["cut_area_mm2"] = float(sum(p.area_mm2 for p in planes))
+    margins["cut"] = np.log(max(ev["cut_area_mm2"], 1.0) / cfg.cut_min_area_mm2) / np.log(2.0)
     if planes:
         region = np.zeros_like(grid.anatomy)
         for plane in planes:
-            region |= plane_prism(plane, pts_mm, grid.void, grid.mm, cfg.cut_depth_mm,
+            region |= plane_prism(plane, pts_mm, ~grid.anatomy, grid.mm, cfg.cut_depth_mm,
                                   cfg.cut_margin_mm)
-        conf = _confidence(evidence["cut_area_mm2"], cfg.cut_min_area_mm2)
-        return _finish(Anonymization.DEFACED.value, conf, region, grid, anatomy, evidence)
-    face_smooth, cranium_smooth, smooth = _blur_evidence(grid, cfg)
-    evidence.update(face_smooth=face_smooth, cranium_smooth=cranium_smooth)
-    if face_smooth >= cfg.blur_min_face_fraction and cranium_smooth <= cfg.blur_max_cranium_fraction:
-        conf = _confidence(face_smooth, cfg.blur_min_face_fraction)
-        return _finish(Anonymization.FACE_BLURRED.value, conf, _blur_region(grid, smooth), grid,
-                       anatomy, evidence, removed=False)
-    doubt = max(_confidence(face_smooth, cfg.blur_min_face_fraction),
-                _confidence(evidence["cut_area_mm2"], cfg.cut_min_area_mm2))
-    return AnonResult(Anonymization.NONE.value, 1.0 - doubt, empty, evidence)
+        return _finish(Anonymization.DEFACED.value, margins, region, grid, anatomy, ev, "cut")
+    stats, smooth, rough = texture_zones(grid, cfg.blur_smooth_ratio, cfg.reface_rough_ratio)
+    ev.update(stats)
+    clean = stats["cranium_smooth"] <= cfg.blur_max_cranium_fraction
+    margins["rough"] = (stats["face_rough"] - cfg.reface_min_face_fraction) / 0.1 \
+        if stats["cranium_rough"] <= cfg.reface_max_cranium_fraction else -1.0
+    margins["smooth"] = (stats["face_smooth"] - cfg.blur_min_face_fraction) / 0.1 if clean else -1.0
+    if margins["rough"] > 0 and margins["rough"] >= margins["smooth"]:
+        return _finish(Anonymization.DEFACED.value, margins, _texture_region(grid, rough), grid,
+                       anatomy, ev, "rough", removed=False)
+    if margins["smooth"] > 0:
+        return _finish(Anonymization.FACE_BLURRED.value, margins, _texture_region(grid, smooth),
+                       grid, anatomy, ev, "smooth", removed=False)
+    return AnonResult(Anonymization.NONE.value, _none_confidence(margins), empty, ev)
 
 
-def _strip_evidence(grid: CoarseGrid) -> dict[str, float]:
-    volume_ml = float(grid.anatomy.sum() * np.prod(grid.mm) / 1000.0)
-    return {"volume_ml": volume_ml, "void_background": _void_background(grid),
-            "skull_dip": skull_dip(grid), "touches_fov": float(_touches_edge(grid.anatomy))}
+def _none_confidence(margins: dict[str, float]) -> float:
+    """Confidence of ``none``: how far every other rule is from holding."""
+    closest = max(margins.values())
+    return _confidence(-closest)
 
 
-def _is_stripped(ev: dict[str, float], grid: CoarseGrid, cfg: MasksConfig) -> bool:
-    return (cfg.strip_min_volume_ml <= ev["volume_ml"] <= cfg.strip_max_volume_ml
-            and ev["void_background"] >= cfg.strip_min_void_fraction
-            and ev["skull_dip"] > cfg.strip_max_skull_dip and not ev["touches_fov"])
+def _finish(kind: str, margins: dict[str, float], region: np.ndarray, grid: CoarseGrid,
+            anatomy: np.ndarray, ev: dict[str, float], rule: str | None = None,
+            removed: bool = True) -> AnonResult:
+    """Bring a coarse region to the image grid, with the confidence of the rule that fired.
 
-
-def _finish(kind: str, conf: float, region: np.ndarray, grid: CoarseGrid, anatomy: np.ndarray,
-            evidence: dict[str, float], removed: bool = True) -> AnonResult:
-    """Bring a coarse region to the image grid.
-
-    For removed content (defacing, stripping) only void voxels outside the
-    anatomy are kept; an altered (blurred) region may overlap the anatomy.
+    For removed content (defacing, stripping) only voxels outside the anatomy
+    are kept (and only void ones where the air is void); an altered (blurred,
+    refaced) region may overlap the anatomy.  The confidence is the rule's,
+    lowered when another rule came close too.
     """
+    rule = rule or kind
+    own = margins[rule]
+    rivals = [m for k, m in margins.items() if k != rule]
+    conf = _confidence(own)
+    if rivals and max(rivals) > -1.0:
+        conf = min(conf, _confidence(own - max(rivals)))
     full = grid.to_image(region)
     if removed:
-        full &= grid.to_image_full(grid.void_full)
+        full &= grid.to_image_full(_removed_only(grid, region))
         full &= anatomy == 0
-    return AnonResult(kind, conf, full.astype(np.uint8), evidence)
+    return AnonResult(kind, conf, full.astype(np.uint8), ev)

@@ -64,6 +64,11 @@ class CoarseGrid:
             self._texture = np.sqrt(downsample(lap * lap, self.factors))
         return self._texture
 
+    def coarse_of(self, mask: np.ndarray) -> np.ndarray:
+        """A boolean mask on the image grid (storage order) on this coarse RAS grid."""
+        ras = nib.orientations.apply_orientation(np.asarray(mask) > 0, self.ornt)
+        return downsample(ras, self.factors) >= 0.5
+
     def to_image(self, coarse_mask: np.ndarray) -> np.ndarray:
         """A coarse RAS boolean mask brought back to the image grid and storage order."""
         return self.to_image_full(upsample(coarse_mask, self.factors, self.full_shape))

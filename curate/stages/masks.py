@@ -8,7 +8,8 @@ Writes two BIDS-derivative NIfTI files per image, uint8 with values exactly
   content (do not learn from it); empty for an intact image.
 
 and fills ``anonymization`` (``none``/``defaced``/``face_blurred``/
-``skull_stripped``), ``anonymization_confidence`` (0..1), ``anon_fraction``
+``skull_stripped``), ``anonymization_confidence`` (0..1),
+``anonymization_method`` (``rules`` or ``rules+deepbet-<version>``), ``anon_fraction``
 (anon voxels over the voxels of anatomy or anon, i.e. the share of the
 subject's estimated original extent that was removed or altered) and the two
 paths.  The masks are also left in ``item.extras`` (``"anatomy_mask"``,
@@ -28,6 +29,7 @@ from curate.config import CurateConfig, MasksConfig
 from curate.derivatives import derivative_path, ensure_dataset_description
 from curate.io import read_image, write_nifti
 from curate.masks import anatomy_mask, detect_anonymization
+from curate.masks.learned import brain_method, learned_brain_mask
 from curate.stages.base import StageContext, WorkItem, load_image
 
 
@@ -46,12 +48,23 @@ def volume_of(data: np.ndarray) -> np.ndarray | None:
     return data if data.ndim == 3 else None
 
 
+def method_of(cfg: MasksConfig) -> str:
+    """What decides the class under ``cfg``: ``"rules"`` or ``"rules+deepbet-<version>"``."""
+    learned = brain_method() if cfg.brain_model == "auto" else "none"
+    return "rules" if learned == "none" else f"rules+{learned}"
+
+
 def compute_masks(data: np.ndarray, affine: np.ndarray, zooms: tuple[float, ...],
                   cfg: MasksConfig) -> tuple[np.ndarray, np.ndarray, str, float]:
-    """``(anatomy, anon, anonymization, confidence)`` for one 3-D image."""
+    """``(anatomy, anon, anonymization, confidence)`` for one 3-D image.
+
+    A learned brain mask is used when ``cfg.brain_model`` is ``"auto"`` and
+    deepbet is installed (see :func:`method_of`).
+    """
     anatomy = anatomy_mask(data, zooms, cfg.work_mm, cfg.closing_mm, cfg.noise_k,
                            cfg.floor_multiple, cfg.min_component_fraction)
-    result = detect_anonymization(data, affine, anatomy, cfg)
+    brain = learned_brain_mask(data, affine) if method_of(cfg) != "rules" else None
+    result = detect_anonymization(data, affine, anatomy, cfg, brain=brain)
     return anatomy, result.mask, result.kind, result.confidence
 
 
@@ -80,16 +93,17 @@ class MasksStage:
     """Anatomy and anonymization masks (OpenMind's anonymization-aware loss needs them)."""
 
     name: ClassVar[str] = "masks"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     requires: ClassVar[tuple[str, ...]] = ("read",)
     columns: ClassVar[tuple[str, ...]] = (
-        "anonymization", "anonymization_confidence", "anon_fraction",
+        "anonymization", "anonymization_confidence", "anonymization_method", "anon_fraction",
         "anon_mask_path", "anatomy_mask_path",
     )
     reasons: ClassVar[tuple[str, ...]] = ()
 
-    def settings(self, config: CurateConfig) -> MasksConfig:
-        return config.masks
+    def settings(self, config: CurateConfig) -> tuple[MasksConfig, str]:
+        # the method joins the fingerprint: installing deepbet later reruns the stage
+        return config.masks, method_of(config.masks)
 
     def applies(self, record: ImageRecord) -> bool:
         return record.included
@@ -113,6 +127,7 @@ class MasksStage:
         fraction = float(np.count_nonzero(anon)) / subject if subject else 0.0
         item.record = record.replace(
             anonymization=kind, anonymization_confidence=round(float(confidence), 4),
+            anonymization_method=method_of(ctx.config.masks),
             anon_fraction=round(fraction, 6), anon_mask_path=anon_rel,
             anatomy_mask_path=anatomy_rel,
         )
