@@ -161,11 +161,30 @@ def build_real(cache: Path) -> list[dict]:
     return index
 
 
+def kind_of(method: str) -> str:
+    """The truth class of a method name."""
+    if method.startswith("intact"):
+        return "none"
+    if method.startswith(("deface", "reface")):
+        return "defaced"
+    if method.startswith("blur"):
+        return "face_blurred"
+    return "skull_stripped"
+
+
 def merge(cache: Path) -> list[dict]:
-    """Join the per-source indexes into ``index.json``."""
+    """Join the per-source indexes into ``index.json``, plus cases of heads still being written."""
     index = []
     for part in sorted(cache.glob("index_*.json")):
         index += json.loads(part.read_text())
+    known = {e["stem"] for e in index}
+    for path in sorted(cache.glob("*__*_brain.nii.gz")):  # the last file written for a case
+        stem = path.name[: -len("_brain.nii.gz")]
+        if stem not in known:
+            source, method = stem.split("__", 1)
+            orient = "".join(nib.aff2axcodes(nib.load(cache / f"{stem}.nii.gz").affine))
+            index.append(dict(stem=stem, source=source, method=method, kind=kind_of(method),
+                              orient=orient, truth_voxels=True))
     (cache / "index.json").write_text(json.dumps(index, indent=1))
     return index
 
@@ -175,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("/work/cache/anon/corpus"))
     parser.add_argument("--heads", nargs="*", default=list(INTACT))
     parser.add_argument("--real", action="store_true", help="also write the real releases")
+    parser.add_argument("--merge-only", action="store_true", help="only rewrite index.json")
     args = parser.parse_args(argv)
-    for name in args.heads:
+    for name in [] if args.merge_only else args.heads:
         build_head(args.cache, name)
-    if args.real:
+    if args.real and not args.merge_only:
         build_real(args.cache)
     index = merge(args.cache)
     print(f"{len(index)} cases in {args.cache}")

@@ -30,7 +30,8 @@ from pathlib import Path  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# BENCH_CODE=/path/to/checkout measures another version of the code (the baseline)
+sys.path.insert(0, os.environ.get("BENCH_CODE", str(Path(__file__).resolve().parents[1])))
 
 from curate.config import MasksConfig  # noqa: E402
 from curate.masks import anatomy_mask, detect_anonymization  # noqa: E402
@@ -44,15 +45,21 @@ def _mask(cache: Path, stem: str, key: str) -> np.ndarray | None:
     return np.asarray(nib.load(path).dataobj) > 0 if path.exists() else None
 
 
-def run_case(cache: Path, entry: dict, cfg: MasksConfig) -> dict:
-    """Measure one case."""
+def run_case(cache: Path, entry: dict, cfg: MasksConfig, learned: bool) -> dict:
+    """Measure one case (with the learned brain mask when ``learned``)."""
     img = nib.load(cache / f"{entry['stem']}.nii.gz")
     data = np.asarray(img.dataobj, dtype=np.float32)
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     t0 = time.process_time()
     anatomy = anatomy_mask(data, zooms, cfg.work_mm, cfg.closing_mm, cfg.noise_k,
                            cfg.floor_multiple, cfg.min_component_fraction)
-    result = detect_anonymization(data, img.affine, anatomy, cfg)
+    if learned:
+        from curate.masks.learned import learned_brain_mask
+
+        brain_est = learned_brain_mask(data, img.affine)
+        result = detect_anonymization(data, img.affine, anatomy, cfg, brain=brain_est)
+    else:
+        result = detect_anonymization(data, img.affine, anatomy, cfg)
     cpu = time.process_time() - t0
     anon = result.mask > 0
     row = dict(entry, found=result.kind, conf=round(float(result.confidence), 3), cpu_s=round(cpu, 2),
@@ -135,14 +142,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--only", default="", help="substring of the case stems to run")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--learned", action="store_true", help="use deepbet's brain mask (rules+deepbet)")
+    parser.add_argument("--shard", default="0/1", help="i/n: run every n-th case from the i-th")
+    parser.add_argument("--merge", nargs="*", type=Path, default=None,
+                        help="only print the report of these result files")
     args = parser.parse_args(argv)
+    if args.merge:
+        rows = [r for path in args.merge for r in json.loads(path.read_text())]
+        print(report(rows))
+        return 0
     index = json.loads((args.cache / "index.json").read_text())
+    first, step = (int(v) for v in args.shard.split("/"))
     cfg = MasksConfig()
     rows = []
-    for entry in index:
+    for entry in index[first::step]:
         if args.only and args.only not in entry["stem"]:
             continue
-        row = run_case(args.cache, entry, cfg)
+        row = run_case(args.cache, entry, cfg, args.learned)
         rows.append(row)
         if args.verbose:
             print({k: row[k] for k in row if k not in ("truth_voxels",)}, flush=True)

@@ -18,6 +18,10 @@ def test_partial_config_keeps_defaults() -> None:
     ("[nonsense]\n", "unknown setting"),
     ("[triage]\nmin_file_size_bytes = 'big'\n", "must be int"),
     ("[triage\n", "invalid TOML"),
+    ("[masks]\nbrain_model = 'hd-bet'\n", "brain_model"),
+    ("[masks]\nstrip_dip_scale = 0.0\n", "strip_dip_scale"),
+    ("[masks]\nblur_min_face_fraction = 1.5\n", "blur_min_face_fraction"),
+    ("[masks]\nstrip_min_volume_ml = 3000.0\n", "strip_min_volume_ml"),
 ])
 def test_bad_config_raises_a_clear_error(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

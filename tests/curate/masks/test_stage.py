@@ -13,6 +13,7 @@ from curate.config import CurateConfig, TriageConfig
 from curate.io import ImageData
 from curate.stages import default_stages
 from curate.stages.base import StageContext, WorkItem
+from curate.masks.learned import brain_method
 from curate.stages.masks import MasksStage, masks_for
 from manifests.schema import ImageRecord
 
@@ -57,6 +58,7 @@ def test_build_writes_masks_and_fills_columns(built) -> None:
     for row in rows.values():
         assert row.included
         assert 0.0 <= row.anonymization_confidence <= 1.0
+        assert row.anonymization_method in ("rules", f"rules+{brain_method()}")
         assert row.anon_mask_path.endswith("_desc-anon_mask.nii.gz")
         assert row.anatomy_mask_path.endswith("_desc-anatomy_mask.nii.gz")
         for rel in (row.anon_mask_path, row.anatomy_mask_path):
