@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -185,7 +186,9 @@ def merge(cache: Path) -> list[dict]:
             orient = "".join(nib.aff2axcodes(nib.load(cache / f"{stem}.nii.gz").affine))
             index.append(dict(stem=stem, source=source, method=method, kind=kind_of(method),
                               orient=orient, truth_voxels=True))
-    (cache / "index.json").write_text(json.dumps(index, indent=1))
+    tmp = cache / f".index.{os.getpid()}.json"
+    tmp.write_text(json.dumps(index, indent=1))
+    os.replace(tmp, cache / "index.json")
     return index
 
 

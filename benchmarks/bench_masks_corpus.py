@@ -24,6 +24,7 @@ import json  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import zlib  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -32,6 +33,7 @@ import numpy as np  # noqa: E402
 
 # BENCH_CODE=/path/to/checkout measures another version of the code (the baseline)
 sys.path.insert(0, os.environ.get("BENCH_CODE", str(Path(__file__).resolve().parents[1])))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from curate.config import MasksConfig  # noqa: E402
 from curate.masks import anatomy_mask, detect_anonymization  # noqa: E402
@@ -66,6 +68,8 @@ def run_case(cache: Path, entry: dict, cfg: MasksConfig, learned: bool) -> dict:
                mvox=round(data.size / 1e6, 1),
                evidence={k: round(float(v), 3) for k, v in result.evidence.items()})
     removed, head, brain = (_mask(cache, entry["stem"], k) for k in ("removed", "head", "brain"))
+    if removed is not None and head is not None:
+        row["removed_share"] = round(float(removed.sum() / max(head.sum(), 1)), 4)
     if removed is not None and removed.any():
         row["recall"] = round(float((anon & removed).sum() / removed.sum()), 3)
     if brain is not None and brain.any():
@@ -117,8 +121,19 @@ def _table(rows: list[dict], keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+def valid(row: dict) -> bool:
+    """A case whose method changed at least 2 % of the head (else it was not anonymized at all).
+
+    (dipy's median_otsu, a b0 masker, returns the whole head on T1 heads; a
+    quickshear plane fitted to such a mask cuts nothing.)
+    """
+    return row["kind"] == "none" or row.get("removed_share", 1.0) >= 0.02
+
+
 def report(rows: list[dict]) -> str:
-    """Markdown summary."""
+    """Markdown summary (cases that :func:`valid` rejects are listed, not scored)."""
+    dropped = [r["stem"] for r in rows if not valid(r)]
+    rows = [r for r in rows if valid(r)]
     cm = confusion(rows)
     acc = np.mean([r["kind"] == r["found"] for r in rows])
     text = [f"cases: {len(rows)}; accuracy {acc:.3f}",
@@ -129,7 +144,9 @@ def report(rows: list[dict]) -> str:
         text.append(f"| {t} | " + " | ".join(map(str, line)) + f" | {line[CLASSES.index(t)] / n:.3f} |"
                     if n else f"| {t} | " + " | ".join(map(str, line)) + " | – |")
     wrong_hi = [r for r in rows if r["kind"] != r["found"] and r["conf"] >= 0.9]
-    text += ["", f"wrong with confidence >= 0.9: {len(wrong_hi)}", "",
+    text += ["", f"wrong with confidence >= 0.9: {len(wrong_hi)} "
+             f"{[(r['stem'], r['found'], r['conf']) for r in wrong_hi]}",
+             f"not anonymized by their method (not scored): {dropped}", "",
              _table(reliability(rows), ["bin", "n", "accuracy", "mean_conf"]), "",
              _table(per_method(rows), ["method", "kind", "n", "accuracy", "recall", "brain_flagged",
                                        "head_flagged", "cpu_s"])]
@@ -144,24 +161,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--learned", action="store_true", help="use deepbet's brain mask (rules+deepbet)")
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th case from the i-th")
+    parser.add_argument("--follow", type=float, default=0.0,
+                        help="keep measuring cases as they appear for this many seconds (corpus being built)")
+    parser.add_argument("--resume", nargs="*", type=Path, default=[],
+                        help="result files whose cases are not measured again")
     parser.add_argument("--merge", nargs="*", type=Path, default=None,
                         help="only print the report of these result files")
     args = parser.parse_args(argv)
     if args.merge:
-        rows = [r for path in args.merge for r in json.loads(path.read_text())]
+        by_stem = {r["stem"]: r for path in args.merge for r in json.loads(path.read_text())}
+        rows = list(by_stem.values())
         print(report(rows))
         return 0
-    index = json.loads((args.cache / "index.json").read_text())
     first, step = (int(v) for v in args.shard.split("/"))
     cfg = MasksConfig()
-    rows = []
-    for entry in index[first::step]:
-        if args.only and args.only not in entry["stem"]:
-            continue
-        row = run_case(args.cache, entry, cfg, args.learned)
-        rows.append(row)
-        if args.verbose:
-            print({k: row[k] for k in row if k not in ("truth_voxels",)}, flush=True)
+    rows: list[dict] = []
+    for path in args.resume:  # measured already (by an earlier run of this command)
+        if path.exists():
+            rows += json.loads(path.read_text())
+    done: set[str] = {r["stem"] for r in rows}
+    stop = time.time() + args.follow
+    while True:
+        if args.follow:
+            from anon_corpus import merge
+
+            index = merge(args.cache)
+        else:
+            index = json.loads((args.cache / "index.json").read_text())
+        todo = [e for e in index if e["stem"] not in done
+                and zlib.crc32(e["stem"].encode()) % step == first
+                and (not args.only or args.only in e["stem"])]
+        for entry in todo:
+            row = run_case(args.cache, entry, cfg, args.learned)
+            rows.append(row)
+            done.add(entry["stem"])
+            if args.out:
+                args.out.write_text(json.dumps(rows, indent=1))
+            if args.verbose:
+                print({k: row[k] for k in row if k not in ("truth_voxels",)}, flush=True)
+        if time.time() >= stop:
+            break
+        if not todo:
+            time.sleep(20)
     print(report(rows))
     print(f"\nmax RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB; "
           f"max CPU {max(r['cpu_s'] for r in rows):.2f} s")

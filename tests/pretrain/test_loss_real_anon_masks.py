@@ -3,7 +3,7 @@
 The masks come from the masks stage's maths (:func:`curate.stages.masks.compute_masks`,
 template-free rules) on the CI subset of the anonymization corpus
 (``tests/curate/masks/ci_cases.py``: quickshear, pydeface's face mask, plane
-cuts, noise refacing, face blur, median_otsu strips, a real brain-only
+cuts, noise refacing, face blur, MNI-mask strips, a real brain-only
 release), so the check covers every class with masks of real shapes, not
 synthetic boxes.
 """
@@ -17,7 +17,7 @@ import torch
 from pretrain.loss import loss_weights, masked_l2_loss
 
 CASES = ("quickshear", "pydeface", "plane45_noisebg", "reface_noise", "blur3",
-         "strip_median_otsu_zero", "strip_median_otsu_noise", "real_mni152")
+         "strip_mni_zero", "strip_mni_noise", "real_mni152")
 
 
 @pytest.fixture(scope="module")

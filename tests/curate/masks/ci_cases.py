@@ -3,12 +3,14 @@
 The head is pydeface's mean head (with face) with Rician noise; each method
 family of ``benchmarks/anon_corpus.py`` is represented once:
 
-* defacing: quickshear (PyPI) with a brain mask, pydeface's shipped face mask
+* defacing: quickshear (PyPI) with that brain mask, pydeface's shipped face mask
   (on its own template grid, so no registration is needed), a 45-degree plane
   cut, the same cut with a noise-filled background, refacing with noise;
 * face blurring (3 mm);
-* skull stripping: dipy's ``median_otsu`` mask with zero and with noise
-  background, a loose mask, deepbet's mask when deepbet is installed;
+* skull stripping: nilearn's MNI152 brain mask placed in the head (the bounding-box
+  fit of ``conftest.py``) with zero and with noise background, a loose mask,
+  deepbet's mask when deepbet is installed (dipy's ``median_otsu``, a b0 masker,
+  returns the whole head on a T1 head, so it is no brain extractor here);
 * a real release: nilearn's brain-only MNI152 2009a template.
 """
 
@@ -22,7 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from . import anon_methods as am
-from .conftest import rician
+from .conftest import fit_brain_mask, rician
 
 
 @dataclass(frozen=True)
@@ -38,20 +40,23 @@ class RealCase:
     brain: np.ndarray
 
 
-def _head() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _head() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from nilearn.datasets import load_mni152_brain_mask
+
     template, facemask = am.pip_template()
     data, affine = am.canonical(template)
     data = rician(data, 12.0, seed=7)
     head = am.head_truth(data, affine)
     face = am.canonical(facemask)[0] == 0
-    return data, affine, head, face
+    mni = am.canonical(load_mni152_brain_mask(resolution=1))[0] > 0
+    brain = fit_brain_mask(head, tuple(am.zooms_of(affine)), mni) & head
+    return data, affine, head, face, brain
 
 
 @lru_cache(maxsize=1)
 def ci_cases() -> dict[str, RealCase]:
     """Every CI case by name (built once per session)."""
-    data, affine, head, face = _head()
-    brain = am.median_otsu_mask(data) & head
+    data, affine, head, face, brain = _head()
     out: dict[str, RealCase] = {}
 
     def add(name: str, kind: str, image: np.ndarray, removed: np.ndarray | None,
@@ -72,7 +77,7 @@ def ci_cases() -> dict[str, RealCase]:
     add("blur3", "face_blurred", img, rem)
     for background in ("zero", "noise"):
         img, rem = am.strip(data, head, brain, background)
-        add(f"strip_median_otsu_{background}", "skull_stripped", img, rem)
+        add(f"strip_mni_{background}", "skull_stripped", img, rem)
     loose = am.strip_variant(brain, affine, "loose") & head
     img, rem = am.strip(data, head, loose, "zero")
     add("strip_loose_zero", "skull_stripped", img, rem, loose)

@@ -19,7 +19,7 @@ from .ci_cases import case_zooms, ci_cases
 
 RULES = MasksConfig(brain_model="none")
 NAMES = ("intact", "quickshear", "pydeface", "plane45", "plane45_noisebg", "reface_noise", "blur3",
-         "strip_median_otsu_zero", "strip_median_otsu_noise", "strip_loose_zero", "real_mni152")
+         "strip_mni_zero", "strip_mni_noise", "strip_loose_zero", "real_mni152")
 
 
 def _run(name: str, learned: bool = False):
@@ -49,7 +49,7 @@ def test_method_family_is_classified_and_masked(name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("deepbet") is None, reason="deepbet not installed")
-@pytest.mark.parametrize("name", ["intact", "strip_median_otsu_noise", "strip_deepbet_zero",
+@pytest.mark.parametrize("name", ["intact", "strip_mni_noise", "strip_deepbet_zero",
                                   "real_mni152", "pydeface"])
 def test_learned_brain_mask_agrees_with_the_rules(name: str) -> None:
     assert brain_method().startswith("deepbet-")
