@@ -108,8 +108,20 @@ def _texture_region(grid: CoarseGrid, blocks: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(region) & near
 
 
-def _cut_planes(grid: CoarseGrid, cfg: MasksConfig) -> tuple[list, np.ndarray]:
-    points, normals = contact_points(grid.anatomy, ~grid.anatomy)
+def _cut_planes(grid: CoarseGrid, cfg: MasksConfig) -> tuple[list, np.ndarray, np.ndarray]:
+    """Cut faces against void (zero-filled defacing) or, failing that, against any air.
+
+    Returns the planes, the boundary points (mm) and the voxels a prism may cover.
+    """
+    planes, pts_mm = _planes_against(grid, cfg, grid.void)
+    if planes:
+        return planes, pts_mm, grid.void
+    planes, pts_mm = _planes_against(grid, cfg, ~grid.anatomy)
+    return planes, pts_mm, ~grid.anatomy
+
+
+def _planes_against(grid: CoarseGrid, cfg: MasksConfig, outside: np.ndarray) -> tuple[list, np.ndarray]:
+    points, normals = contact_points(grid.anatomy, outside)
     if len(points) == 0:
         return [], np.zeros((0, 3))
     pts_mm = points * grid.mm
@@ -195,13 +207,13 @@ def detect_anonymization(data: np.ndarray, affine: np.ndarray, anatomy: np.ndarr
     if margins[Anonymization.SKULL_STRIPPED.value] > 0:
         return _finish(Anonymization.SKULL_STRIPPED.value, margins, _strip_envelope(grid, cfg),
                        grid, anatomy, ev)
-    planes, pts_mm = _cut_planes(grid, cfg)
+    planes, pts_mm, candidates = _cut_planes(grid, cfg)
     ev["cut_area_mm2"] = float(sum(p.area_mm2 for p in planes))
     margins["cut"] = np.log(max(ev["cut_area_mm2"], 1.0) / cfg.cut_min_area_mm2) / np.log(2.0)
     if planes:
         region = np.zeros_like(grid.anatomy)
         for plane in planes:
-            region |= plane_prism(plane, pts_mm, ~grid.anatomy, grid.mm, cfg.cut_depth_mm,
+            region |= plane_prism(plane, pts_mm, candidates, grid.mm, cfg.cut_depth_mm,
                                   cfg.cut_margin_mm)
         return _finish(Anonymization.DEFACED.value, margins, region, grid, anatomy, ev, "cut")
     stats, smooth, rough = texture_zones(grid, cfg.blur_smooth_ratio, cfg.reface_rough_ratio)
