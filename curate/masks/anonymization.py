@@ -10,20 +10,30 @@ Methods (template-free, on a ~2 mm RAS copy of the image; see :mod:`.geometry`)
 * **Zero signal ("void").**  Defacing and skull-stripping tools set removed
   voxels to the image minimum (usually exactly 0), while real air holds
   Rician noise.  Voids are the voxels at the minimum value.
-* **Skull-stripped**: the anatomy is brain-sized (``strip_*_volume_ml``), lies
-  inside the field of view (except at its inferior face), sits in an almost entirely void background, and
-  its depth profile (median intensity against distance from the surface, in
-  the upper head) lacks the dark skull band between two brighter layers that
-  every intact head shows in T1, T2, PD and FLAIR (cortical bone gives no
-  signal).  The anon mask is a predicted head envelope minus the brain: the
-  brain dilated by a scalp+skull shell, joined to the brain's axial footprint
-  extruded downwards (face and neck), minus anatomy.
+* **Skull-stripped**: the anatomy is brain-sized (``strip_*_volume_ml``), its
+  vertex lies inside the field of view, and there is no scalp/skull layer
+  outside it: its depth profile (median intensity against distance from the
+  surface, in the upper head) lacks the dark skull band between two brighter
+  layers that every intact head shows in T1, T2, PD and FLAIR (cortical bone
+  gives no signal).  Neither a void background nor a brain clear of the FOV
+  edges is required (real extractions are cropped to the brain; some releases
+  fill the air with noise).  With a learned brain mask (:mod:`.learned`) the
+  skull test becomes "anatomy outside the brain <= ``strip_max_outside_brain``
+  of the brain's volume".  The anon mask is a predicted head envelope minus the
+  anatomy: the brain dilated by a scalp+skull shell, joined to the brain's axial
+  footprint extruded downwards (face and neck); void voxels only when the
+  envelope is void.
 * **Defaced**: large *flat* faces of the head surface that border void,
   facing anterior or inferior, found by RANSAC on the boundary voxels whose own
   normals agree with the plane (so a plane crossing a curved scalp does not
   count) and away from the field-of-view edge (a head cropped by the FOV is not
-  defaced).  The anon mask is the prism beyond each cut face (its footprint on
-  the plane, up to ``cut_depth_mm`` deep), restricted to void voxels.  Flat cuts
+  defaced).  Faces against void are sought first; when there are none, faces
+  against any air (defacing followed by a noise-filled background).  The anon
+  mask is the prism beyond each cut face (its footprint on the plane, up to
+  ``cut_depth_mm`` deep), restricted to the void (or air) it was found against.
+* **Refaced with noise** (class ``defaced``): most of the face zone far rougher
+  than the cranium (block RMS of the Laplacian above ``reface_rough_ratio``
+  times the cranium's median); the rough region at the face is the anon mask.  Flat cuts
   are the signature of quickshear, FSL/afni plane cuts and of pydeface's
   template mask (two planes).  A convex hull of the remaining head would not
   do: a planar cut is itself a face of that hull.
@@ -36,18 +46,23 @@ Methods (template-free, on a ~2 mm RAS copy of the image; see :mod:`.geometry`)
 Templates (pydeface, MNI) were not used: they would add a registration to the
 3 s budget and ship only with optional packages.
 
+Confidence: each rule has a signed margin in units of its own scale (> 0: the
+rule holds); the class called gets ``0.5 + 0.48 tanh(margin)``, lowered to the
+value for (margin - best rival margin) when another rule came close; ``none``
+gets ``0.5 + 0.48 tanh(-best rival margin)``.
+
 Failure modes
 -------------
 * Images with a zeroed background *and* a flat-surfaced anatomy in the face
   zone (a phantom with flat faces) can be called defaced; the mask then covers
   air only, never anatomy.
-* Defacing tools that replace the face with noise or a smooth "reface" instead
-  of zeros leave no void: such images are called ``none`` (or ``face_blurred``).
+* Refacing with a *smooth* fill or a template's (average, smooth) face cannot
+  be told from face blurring by texture: it is called ``face_blurred`` or, when
+  under the smoothness threshold, ``none`` with a low confidence.
 * Blur detection needs noise: noise-free or heavily denoised images carry no
   texture to lose, and blurred faces in them are not detected.
-* Skull-stripped images with a non-zero background, or partial strips that
-  keep the skull, are not called skull-stripped.  Infants' or atrophic brains
-  outside the volume range are missed.
+* Partial strips that keep much of the skull and scalp look intact.  Infants'
+  or atrophic brains outside the volume range are missed.
 * The envelope of a skull-stripped brain is a geometric guess; very large or
   small heads, or fields of view that stop at the brain, over- or under-cover.
 """
