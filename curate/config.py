@@ -159,7 +159,7 @@ class MasksConfig:
     #: with a learned brain mask: anatomy outside the brain over the brain's volume
     strip_max_outside_brain: float = 0.35
     strip_outside_scale: float = 0.1
-    strip_shell_mm: float = 17.0
+    strip_shell_mm: float = 25.0
     strip_footprint_margin_mm: float = 0.0
     strip_neck_mm: float = 140.0
     # face blurring: low within-block texture in the face zone

@@ -120,7 +120,9 @@ def _texture_region(grid: CoarseGrid, blocks: np.ndarray) -> np.ndarray:
     hits = np.unique(labels[face & candidate])
     region = np.isin(labels, hits[hits > 0])
     region = ndimage.binary_closing(region, iterations=2)
-    return ndimage.binary_fill_holes(region) & near
+    # within 10 mm of the face zone: smooth deep tissue (a low-noise brain) is not the face
+    around = ndimage.distance_transform_edt(~face, sampling=grid.mm) <= 10.0
+    return ndimage.binary_fill_holes(region) & near & around
 
 
 def _cut_planes(grid: CoarseGrid, cfg: MasksConfig) -> tuple[list, np.ndarray, np.ndarray]:
