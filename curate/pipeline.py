@@ -23,6 +23,7 @@ from typing import Any
 import dask
 
 from manifests import io as mio
+from manifests.building import building
 from manifests.schema import ImageRecord
 
 from curate.config import CurateConfig
@@ -147,8 +148,18 @@ class BuildResult:
 
 def build(source: Path, output: Path, config: CurateConfig, options: RunOptions,
           progress: Progress | None = None, stages: Sequence[Stage] | None = None) -> BuildResult:
-    """``curate build``: index plus every stage, resuming from a previous build in OUTPUT."""
+    """``curate build``: index plus every stage, resuming from a previous build in OUTPUT.
+
+    OUTPUT's build lock (:mod:`manifests.building`) is held throughout, so ``pretrain
+    --follow`` knows the build is still running.
+    """
     prepare_output(output, config)
+    with building(output):
+        return _build(source, output, config, options, progress, stages)
+
+
+def _build(source: Path, output: Path, config: CurateConfig, options: RunOptions,
+           progress: Progress | None, stages: Sequence[Stage] | None) -> BuildResult:
     stages = list(stages if stages is not None else default_stages(config))
     fps = stage_fingerprints(stages, config)
     ctx = StageContext(source_root=source, output_root=output, config=config)

@@ -177,15 +177,23 @@ def test_corrupt_and_missing_arrays_are_skipped_and_counted(tmp_path, mni_t1, ca
     assert sum("skipped image" in r.message for r in caplog.records) == 2
 
 
-def test_follow_mode_sees_a_new_part_next_epoch(tmp_path, mni_t1):
-    _build(tmp_path, mni_t1, IMAGES[:2], 0)
-    loader = make_loader(tmp_path, patch_size=PATCH, batch_size=1, workers=0, split="all", follow=True)
-    assert sum(1 for _ in loader) == 2
-    _build(tmp_path, mni_t1, IMAGES[2:4], 1)
-    assert sum(1 for _ in loader) == 4
+def test_follow_mode_sees_a_new_part_next_epoch_until_the_build_ends(tmp_path, mni_t1):
+    from manifests.building import building
+
+    with building(tmp_path):  # a build is running
+        _build(tmp_path, mni_t1, IMAGES[:2], 0)
+        loader = make_loader(tmp_path, patch_size=PATCH, batch_size=1, workers=0, split="all", follow=True)
+        assert sum(1 for _ in loader) == 2
+        _build(tmp_path, mni_t1, IMAGES[2:4], 1)
+        assert sum(1 for _ in loader) == 4 and loader.dataset.follow
+        _build(tmp_path, mni_t1, IMAGES[4:5], 2)
+    assert sum(1 for _ in loader) == 5  # the build ended before this re-read: its last rows come in
+    assert not loader.dataset.follow
+    _build(tmp_path, mni_t1, IMAGES[5:6], 3)  # no longer followed
+    assert sum(1 for _ in loader) == 5
     static = make_loader(tmp_path, patch_size=PATCH, batch_size=1, workers=0, split="all")
-    _build(tmp_path, mni_t1, IMAGES[4:5], 2)
-    assert sum(1 for _ in static) == 4 and sum(1 for _ in static) == 4
+    _build(tmp_path, mni_t1, IMAGES[:1], 4)
+    assert sum(1 for _ in static) == 6 and sum(1 for _ in static) == 6
 
 
 def test_loader_with_workers_runs_blosc2_single_threaded(output):
