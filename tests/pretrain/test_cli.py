@@ -45,7 +45,7 @@ def test_train_then_resume_then_export(tmp_path: Path, fake_loader: list[dict], 
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 3
     assert main(["export", str(run), "--out", str(tmp_path / "w.pth"), "--with-decoder"]) == 0
-    saved = torch.load(tmp_path / "w.pth", weights_only=False)
+    saved = torch.load(tmp_path / "w.pth", weights_only=True)
     assert saved["pretrain"]["step"] == 3 and saved["with_decoder"]
     assert "step 3" in capsys.readouterr().out
 
