@@ -39,11 +39,10 @@ def balance_weights(entries: list[ImageEntry], balance: str = "image",
         raise ValueError(f"balance must be one of {BALANCE}, got {balance!r}")
     if balance == "image" or not entries:
         return None
-    keys = [e.subject if balance == "subject" else e.dataset for e in entries]
-    sizes: dict[str, int] = {}
-    for k in keys:
-        sizes[k] = sizes.get(k, 0) + 1
-    w = np.array([float(sizes[k]) ** (alpha - 1.0) for k in keys])
+    codes: dict[str, int] = {}
+    group = np.fromiter((codes.setdefault(e.subject if balance == "subject" else e.dataset, len(codes))
+                         for e in entries), np.int64, len(entries))
+    w = np.bincount(group)[group].astype(np.float64) ** (alpha - 1.0)
     return w / w.sum()
 
 
@@ -52,7 +51,13 @@ def epoch_order(n_items: int, *, seed: int, epoch: int, weights: np.ndarray | No
     rng = np.random.default_rng([seed, epoch])
     if weights is None:
         return rng.permutation(n_items)
-    return rng.choice(n_items, size=n_items, replace=True, p=weights)
+    # Inverse-CDF draws of sorted uniforms (searchsorted on unsorted queries took 0.15 s for
+    # 114k images), then shuffled: a shuffled i.i.d. sample is again an i.i.d. sample.
+    cdf = np.cumsum(weights)
+    u = np.sort(rng.random(n_items)) * cdf[-1]
+    drawn = np.minimum(np.searchsorted(cdf, u, side="right"), n_items - 1)
+    rng.shuffle(drawn)
+    return drawn
 
 
 def slots(n_items: int, *, rank: int, world_size: int, worker: int, n_workers: int) -> np.ndarray:
