@@ -5,7 +5,10 @@ so machine load hits both alike:
 
 * loader throughput on OUTPUT's real arrays: augmented samples/s and process CPU
   seconds per sample in one process (one thread, as a loader worker), and samples/s
-  with ``--workers`` loader workers;
+  with ``--workers`` loader workers.  ``dataset, alpha 1`` draws the same mix of images
+  as ``image`` through the weighted-draw path, so their ratio is the cost of the
+  machinery; ``dataset, alpha 0`` changes the mix (smaller datasets' images come up
+  more often), so its per-sample cost also reflects those images' sizes;
 * the per-epoch index work at OpenMind's scale: 114k images in 800 datasets with
   heavy-tailed sizes; a seeded permutation (image) against the weights plus seeded
   weighted draws (dataset).
@@ -25,7 +28,9 @@ import manifests
 from pretrain.data import CropDataset, ImageEntry, _worker_init
 from pretrain.sampling import balance_weights, epoch_order
 
-MODES = ("image", "dataset")
+ROUNDS = 6
+
+MODES = {"image": ("image", 0.0), "dataset, alpha 1": ("dataset", 1.0), "dataset, alpha 0": ("dataset", 0.0)}
 
 
 def _in_process(ds: CropDataset, seconds: float) -> tuple[float, float]:
@@ -42,14 +47,14 @@ def _in_process(ds: CropDataset, seconds: float) -> tuple[float, float]:
     return n / wall, cpu / max(n, 1)
 
 
-def loader_rounds(args: argparse.Namespace, rounds: int = 4) -> dict[str, dict[str, list[float]]]:
+def loader_rounds(args: argparse.Namespace, rounds: int = ROUNDS) -> dict[str, dict[str, list[float]]]:
     """Interleaved throughput rounds per balance mode."""
     from pretrain.bench_loader import _Endless, throughput
 
     _worker_init(0)
     sel = manifests.Selection(included=True)
-    sets = {m: CropDataset(args.output, patch_size=args.patch_size, selection=sel, split="all", balance=m)
-            for m in MODES}
+    sets = {m: CropDataset(args.output, patch_size=args.patch_size, selection=sel, split="all", balance=b,
+                           balance_alpha=a) for m, (b, a) in MODES.items()}
     out: dict[str, dict[str, list[float]]] = {m: {"rate1": [], "cpu": [], "rateW": []} for m in MODES}
     slot = args.seconds / (rounds * len(MODES) * 2)
     for _ in range(rounds):
@@ -99,20 +104,24 @@ def run(args: argparse.Namespace) -> list[str]:
     cost = index_cost(entries)
     med = {m: {k: statistics.median(v) for k, v in loader[m].items()} for m in MODES}
     n_ds = len({e.dataset for e in entries})
-    ratio = lambda k: med["dataset"][k] / med["image"][k]  # noqa: E731
+    names = list(MODES)
+
+    def row(label: str, key: str, spec: str) -> str:
+        values = " | ".join(format(med[m][key], spec) for m in names)
+        ratios = " | ".join(f"{med[m][key] / med['image'][key]:.2f}" for m in names[1:])
+        return f"| {label} | {values} | {ratios} |"
+
     return [
-        f"Patch {args.patch_size}^3, batch {args.batch_size}, {args.workers} workers; medians of 4 "
-        f"interleaved rounds of {args.seconds / 16:.1f} s each.",
+        f"Patch {args.patch_size}^3, batch {args.batch_size}, {args.workers} workers; medians of {ROUNDS} "
+        f"interleaved rounds of {args.seconds / (ROUNDS * len(MODES) * 2):.1f} s per measure.",
         "",
-        "| Measure | balance = image | balance = dataset | dataset / image |",
-        "|---|---|---|---|",
-        f"| samples/s, 1 process (1 thread) | {med['image']['rate1']:.2f} | {med['dataset']['rate1']:.2f} "
-        f"| {ratio('rate1'):.2f} |",
-        f"| CPU s per sample, 1 process | {med['image']['cpu']:.3f} | {med['dataset']['cpu']:.3f} "
-        f"| {ratio('cpu'):.2f} |",
-        f"| samples/s, {args.workers} workers | {med['image']['rateW']:.2f} | {med['dataset']['rateW']:.2f} "
-        f"| {ratio('rateW'):.2f} |",
-        f"| epoch order, ms ({len(entries):,} images, {n_ds} datasets) | {cost['image']:.1f} "
-        f"| {cost['dataset']:.1f} (+ {cost['weights']:.0f} weights, once per manifest read) "
-        f"| {cost['dataset'] / cost['image']:.2f} |",
+        f"| Measure | {' | '.join(names)} | {' | '.join(f'{m} / image' for m in names[1:])} |",
+        "|---|" + "---|" * (2 * len(names) - 1),
+        row("samples/s, 1 process (1 thread)", "rate1", ".2f"),
+        row("CPU s per sample, 1 process", "cpu", ".4f"),
+        row(f"samples/s, {args.workers} workers", "rateW", ".2f"),
+        "",
+        f"Epoch order at OpenMind's scale ({len(entries):,} images, {n_ds} datasets, median of 7): "
+        f"permutation {cost['image']:.1f} ms, weighted draws {cost['dataset']:.1f} ms, weights "
+        f"{cost['weights']:.0f} ms (once per manifest read).",
     ]
