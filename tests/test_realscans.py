@@ -118,3 +118,13 @@ def test_ci_loader_reports_why_a_scan_is_missing(monkeypatch: pytest.MonkeyPatch
     missing: list[str] = []
     assert ci_scans(missing) == []
     assert len(missing) == len(CI_IDS) and all("is gone" in m for m in missing)
+
+
+def test_docs_table_has_one_row_per_entry(tmp_path: Path) -> None:
+    from benchmarks.realscans.table import table
+
+    pip_ids = [s.id for s in CATALOGUE if s.kind == "pip"][:2]
+    build_corpus.build(tmp_path, tmp_path / "none", set(pip_ids))
+    rows = table(corpus_index(tmp_path)).splitlines()
+    assert len(rows) == 2 + len(pip_ids)
+    assert all(r.startswith(f"| {i} |") for r, i in zip(rows[2:], pip_ids))
