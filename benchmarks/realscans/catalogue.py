@@ -83,10 +83,10 @@ CATALOGUE: tuple[ScanSpec, ...] = (
              notes="population template, brain only"),
     ScanSpec("nibabel_anatomical", "pip:nibabel", "pip", "nibabel:tests/data/anatomical.nii",
              "MIT (nibabel)", "T1w", face="none", skull="none", subject="nibabel-anat", ci=True,
-             notes="real single-subject T1w, 2 mm, cropped inside the head (no background)"),
+             notes="real single-subject T1w, SPM-normalised to MNI (header), 2 mm, cropped inside the head"),
     ScanSpec("dipy_aniso_b0", "pip:dipy", "pip", "dipy:data/files/aniso_vox.nii.gz",
              "BSD-3-Clause (dipy)", "b0-EPI", face="none", skull="intact", subject="dipy-aniso",
-             ci=True, notes="real single-subject b0 (T2-weighted EPI), 4 x 4 x 5 mm, air background"),
+             ci=True, notes="real single-subject EPI volume (b0-like T2 contrast), 4 x 4 x 5 mm, air"),
     # --- neurolabusc/dcm_qa_xa30: Siemens Prisma XA30 enhanced DICOM ------------------------
     ScanSpec("xa30_t1w_tfl_5", "git:dcm_qa_xa30", "git-dicom",
              "neurolabusc/dcm_qa_xa30:In/5_anat-T1w_acq-tfl", REPO_LICENCES["neurolabusc/dcm_qa_xa30"],
