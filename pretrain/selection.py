@@ -43,6 +43,17 @@ def _balance(data: DataConfig) -> str:
     return data.balance if data.balance == "image" else f"{data.balance} (alpha {data.balance_alpha:g})"
 
 
+def _from_rank0(value: Any) -> Any:
+    """``value`` as rank 0 has it (itself without an initialised process group)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return value
+
+
 def wait_for_images(output: Path, make: Callable[[], Any], has_images: Callable[[Any], bool],
                     poll_s: float = 10.0, say: Callable[[str], None] | None = None) -> Any:
     """Call ``make()`` until ``has_images`` of its result holds, while a build may still come.
@@ -54,8 +65,10 @@ def wait_for_images(output: Path, make: Callable[[], Any], has_images: Callable[
     say = say or (lambda m: print(m, file=sys.stderr))
     said = False
     while True:
-        running = build_running(output)  # asked before reading, as in CropDataset
-        if (Path(output) / "manifests").is_dir():
+        # asked before reading, as in CropDataset; under DDP rank 0 decides for all ranks,
+        # so that every rank calls ``make()`` (a collective: it broadcasts the entries) alike
+        running, exists = _from_rank0((build_running(output), (Path(output) / "manifests").is_dir()))
+        if exists:
             made = make()
             if has_images(made):
                 return made
