@@ -104,7 +104,7 @@ def _report(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from qc.report.aggregate import READ_COLUMNS
 
-    from curate import summary
+    from curate import summary, timings
     from curate.report import REPORT_PAGE, ReportError, load_manifest, output_config
 
     try:
@@ -114,8 +114,13 @@ def _status(args: argparse.Namespace) -> int:
         return 2
     page = args.output / REPORT_PAGE
     note = f"report: {page}" if page.is_file() else f"no report yet: run `curate report {args.output}`"
-    summary.render_table(table, Console(), title=args.output.name,
+    console = Console()
+    summary.render_table(table, console, title=args.output.name,
                          iqs_threshold=output_config(args.output).iqs.max_iqs, notes=[note])
+    timing = timings.latest(args.output)
+    if timing is not None and timing.num_rows:
+        for rich_table in summary.timing_tables(timing.to_pandas()):
+            console.print(rich_table)
     return 0
 
 
@@ -148,7 +153,7 @@ def _index(args: argparse.Namespace) -> int:
                                                                         refresh=True))
     _print_warnings(result.warnings)
     if not args.quiet:
-        from curate import summary
+        from curate import summary, timings
 
         summary.render_table(result.table, Console())
     return 0

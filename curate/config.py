@@ -217,11 +217,14 @@ class ReportConfig:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionConfig:
-    """How work is split into Dask tasks."""
+    """How work is split into Dask tasks, and how many threads each worker's libraries use."""
 
     index_batch_size: int = 512
     build_batch_size: int = 4
     small_collection: int = 2000
+    #: Threads per worker for BLAS/OpenMP/SimpleITK/blosc2/torch; 0 = the cores split evenly
+    #: between the local workers (one thread per task on a ``--scheduler`` cluster).
+    threads_per_worker: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,10 @@ class StageContext:
     source_root: Path
     output_root: Path
     config: CurateConfig
+    #: Threads each native library of the worker may use (:mod:`curate.threads`); 0 leaves them be.
+    threads: int = 0
+    #: The build's run id; when set, workers write per-stage timings (:mod:`curate.timings`).
+    run_id: str = ""
 
 
 @dataclass(slots=True)
