@@ -142,6 +142,15 @@ class ReadConfig:
     bound, with a warning, so that one voxel cannot set the histogram ranges of
     the masks and quality measures (:func:`curate.nifti.clip_outliers`).
     Ordinary images have no such voxels.  ``0`` turns it off.
+
+    ``max_image_bytes`` and ``max_series_bytes`` bound what one worker decodes,
+    from the headers and before any data are read: an image whose voxels, held
+    as float32, take more (a 22 MB ``.nii.gz`` can hold 1024^3 float32, 4 GiB),
+    or a DICOM series whose pixel data (Rows x Columns x frames x BitsAllocated,
+    summed over its files) is larger, is excluded with reason ``size``; a
+    deflated DICOM series is inflated only up to ``max_series_bytes``.  The
+    defaults (2 GiB each) pass up to 536 million voxels (812^3, or a 4D series
+    of 96 x 96 x 60 x 900).
     """
 
     enabled: bool = True
@@ -149,6 +158,8 @@ class ReadConfig:
     outlier_spans: NonNegative = 10.0
     #: A dcm2niix run on one series taking longer than this is stopped (the series is unreadable).
     dcm2niix_timeout_s: Positive = 1800.0
+    max_image_bytes: Count = 2 * 1024**3
+    max_series_bytes: Count = 2 * 1024**3
 
     def __post_init__(self) -> None:
         check_section(self)
