@@ -37,7 +37,9 @@ from pathlib import Path
 
 from curate.dicom_deflate import DEFLATED, inflate_file, is_deflated, read_deflated_header
 from curate.dicom_geometry import PYDICOM_ERRORS
-from curate.io import TooLarge, UnreadableImage, check_decoded_size, format_bytes, strip_nifti_suffix
+from curate.dicom_stack import stack_series
+from curate.io import (TooLarge, UnreadableImage, check_decoded_size, format_bytes, read_header,
+                       strip_nifti_suffix)
 
 #: Name parts dcm2niix adds to a geometry-corrected copy of the raw stack.
 _CORRECTED = re.compile(r"_(Tilt|Eq)_\d+")
@@ -228,22 +230,48 @@ def _run_dcm2niix(root: Path, rel_files: list[str], tmp: Path, name: str, inflat
     return proc, dst, links
 
 
+def _slices(path: Path) -> int:
+    """Slices (third axis) of a NIfTI file, from its header; 0 when unreadable."""
+    try:
+        shape = read_header(path).shape
+    except UnreadableImage:
+        return 0
+    return int(shape[2]) if len(shape) > 2 else 1
+
+
+def _split(images: list[Path], expected_slices: int) -> bool:
+    """True when dcm2niix wrote several images, none with the slices the headers describe."""
+    return len(images) > 1 and all(_slices(p) < expected_slices for p in images)
+
+
+def _stack_instead(links: dict[str, str], out_dir: Path, name: str, expected_slices: int,
+                   why: str) -> Conversion:
+    """The series stacked by SimpleITK (:mod:`curate.dicom_stack`), with a note saying why."""
+    files = [Path(link) for link in links]
+    path = stack_series(files[0].parent, files, out_dir / f"{name}.nii.gz", expected_slices)
+    return Conversion(path, f"{why}; converted with SimpleITK's GDCM series reader instead, slices "
+                            "ordered along the slice normal")
+
+
 def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str,
                    timeout_s: float | None = None, max_series_bytes: int | None = None,
-                   max_image_bytes: int | None = None) -> Conversion:
+                   max_image_bytes: int | None = None, expected_slices: int | None = None) -> Conversion:
     """Convert one series with dcm2niix into ``out_dir/name.nii.gz`` (or ``.nii``; + json/bval/bvec).
 
     The series' files are linked into a private folder first, so other series
     in the same directory are not converted with it.  Outputs appear atomically.
     A deflated series, which dcm2niix cannot read, is inflated (within
-    ``max_series_bytes``) and converted again.
+    ``max_series_bytes``) and converted again.  ``expected_slices``, given for a
+    single-volume series whose headers agree on one regular geometry, lets a
+    series that dcm2niix fails on, or splits into images of fewer slices, be
+    stacked by SimpleITK instead (:mod:`curate.dicom_stack`).
 
     Raises
     ------
     UnreadableImage
-        If dcm2niix fails, writes no image or runs longer than ``timeout_s``;
-        :class:`TooLarge` (a subclass) when the headers, or the inflation,
-        go past the limits.
+        If dcm2niix fails (and stacking does too), writes no image or runs
+        longer than ``timeout_s``; :class:`TooLarge` (a subclass) when the
+        headers, or the inflation, go past the limits.
     """
     check_series_size(root, rel_files, max_series_bytes, max_image_bytes)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +285,17 @@ def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str,
                 proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, True, timeout_s,
                                                  max_series_bytes)
                 images = _images(dst)
-        if proc.returncode != 0 or not images:
+        failed = proc.returncode != 0 or not images
+        if expected_slices and links and (failed or _split(images, expected_slices)):
+            why = (failure_reason(proc.stdout + proc.stderr, proc.returncode, links, syntax) if failed else
+                   f"dcm2niix split this series into {len(images)} images, the headers describe one "
+                   f"volume of {expected_slices} slices")
+            try:
+                return _stack_instead(links, out_dir, name, expected_slices, why)
+            except UnreadableImage as exc:
+                if failed:
+                    raise UnreadableImage(f"{why}; {exc}") from exc
+        if failed:
             raise UnreadableImage(failure_reason(proc.stdout + proc.stderr, proc.returncode, links, syntax))
         image, note = pick_output(images, name)
         _move_outputs(image, dst, out_dir, name)

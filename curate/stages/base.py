@@ -119,6 +119,18 @@ def _drop_stale_conversions(folder: Path, image_id: str, keep: str) -> None:
             old.unlink(missing_ok=True)
 
 
+def _single_volume_slices(record: ImageRecord) -> int | None:
+    """Slices of a series the headers describe as one regular 3D volume (``None`` otherwise).
+
+    A series being converted passed the index's geometry checks (no missing
+    slices, mixed orientations or matrix sizes); a multi-volume series is left
+    to dcm2niix alone (its gradient tables come from dcm2niix).
+    """
+    if record.ndim == 3 and (record.n_volumes or 1) == 1 and record.shape and len(record.shape) == 3:
+        return int(record.shape[2])
+    return None
+
+
 def _existing(target: Path) -> Path:
     """``target`` (``.nii.gz``), or the plain ``.nii`` dcm2niix wrote instead when only that exists."""
     plain = target.with_name(strip_nifti_suffix(target.name) + ".nii")
@@ -147,7 +159,8 @@ def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
             read = ctx.config.read
             name = strip_nifti_suffix(target.name)
             conversion = convert_series(Path(item.dataset_root), list(item.dicom_files), target.parent, name,
-                                        read.dcm2niix_timeout_s, read.max_series_bytes, read.max_image_bytes)
+                                        read.dcm2niix_timeout_s, read.max_series_bytes, read.max_image_bytes,
+                                        _single_volume_slices(item.record))
             if conversion.note:
                 item.record = item.record.with_warning(conversion.note)
             _drop_stale_conversions(target.parent, item.record.image_id, name)
