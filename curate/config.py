@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -91,6 +92,11 @@ def _rule_problem(value: Any, rules: tuple[Rule, ...]) -> str | None:
     return None
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
 def check_section(section: Any) -> None:
     """Raise :class:`ConfigError` naming the first setting of ``section`` its type hints refuse.
 
@@ -107,7 +113,7 @@ def check_section(section: Any) -> None:
     """
     cls = type(section)
     name = cls.__name__.removesuffix("Config").lower()
-    hints = typing.get_type_hints(cls, include_extras=True)
+    hints = _hints(cls)
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
         problem = _problem(value, hints[f.name], ())
