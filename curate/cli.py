@@ -81,6 +81,13 @@ def _config(args: argparse.Namespace) -> CurateConfig:
         from curate.finalize import load_ratings
 
         load_ratings(config.iqs.ratings)  # a bad CSV stops here, before any image is processed
+    if config.iqs.calibration:
+        from qc.iqs import CalibrationError, load_calibration
+
+        try:  # and so does a calibration file that is missing or malformed
+            load_calibration(config.iqs.calibration)
+        except CalibrationError as exc:
+            raise ConfigError(str(exc)) from exc
     return config
 
 
