@@ -32,12 +32,12 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qc import degrade, metamorphic as mm  # noqa: E402
+from qc import calibrate_real, metamorphic as mm  # noqa: E402
 from qc.iqs import Calibration, load_calibration, score  # noqa: E402
 from qc.profile import Profile, measure_image  # noqa: E402
 
-#: Calibration-only degradation (not one of the issue's monotonicity relations).
-SPIKE = mm.Series("spike", "artifact", (0.005, 0.01, 0.03, 0.1), lambda x, v, r, g: degrade.kspace_spike(x, v))
+#: Measured series: the issue's relations plus the calibration-only k-space spike.
+SERIES = calibrate_real.series()
 
 
 def profile_dict(profile: Profile) -> dict:
@@ -90,7 +90,7 @@ def measure_corpus(raw_path: Path, only: list[str] | None = None) -> dict:
                  "shape": list(scan.image.shape[:3])}
         data = scan.data()
         data = data[..., 0] if data.ndim == 4 else data
-        entry["profiles"] = measure_scan(data, zooms, entry, (*mm.SERIES, SPIKE))
+        entry["profiles"] = measure_scan(data, zooms, entry, SERIES)
         entry["cpu_s"] = time.process_time() - start
         raw[scan.id] = entry
         raw_path.write_text(json.dumps(raw) + "\n")
@@ -105,37 +105,6 @@ def scores(entry: dict, calibration: Calibration) -> dict[str, tuple[float, floa
         r = score(profile_of(prof), entry["modality"], calibration)
         out[key] = (r.iqs, r.noise, r.blur, r.artifact, r.fov_suboptimal, r.corrupted)
     return out
-
-
-def check_scan(s: dict[str, tuple], series: tuple[mm.Series, ...] = mm.SERIES) -> list[str]:
-    """Failed relations of one scan's scores (empty when every relation holds)."""
-    fails = []
-    clean = s["clean"]
-    for key, value in s.items():
-        if key.startswith("inv/"):
-            if abs(value[0] - clean[0]) > mm.INVARIANCE_TOL or value[4:] != clean[4:]:
-                fails.append(f"{key[4:]}: {clean[0]:.2f} -> {value[0]:.2f}"
-                             + (" (flag flip)" if value[4:] != clean[4:] else ""))
-    parts = {"noise": 1, "blur": 2, "artifact": 3}
-    for ser in series:
-        seq = [clean] + [s[f"deg/{ser.name}/{lv:g}"] for lv in ser.levels]
-        totals = [v[0] for v in seq]
-        if any(b < a - mm.MONOTONE_TOL for a, b in zip(totals, totals[1:])):
-            fails.append(f"{ser.name}: not monotone {['%.2f' % t for t in totals]}")
-        if totals[-1] < 5.0 and totals[-1] - totals[0] < mm.MIN_RISE:
-            fails.append(f"{ser.name}: rises only {totals[-1] - totals[0]:.2f}")
-        rises = {name: _rise(seq[0][i], seq[-1][i]) for name, i in parts.items()}
-        finite = {k: v for k, v in rises.items() if math.isfinite(v)}
-        if finite and max(finite, key=finite.get) != ser.component and \
-                finite[max(finite, key=finite.get)] > finite.get(ser.component, -math.inf) + 1e-9:
-            fails.append(f"{ser.name}: {max(finite, key=finite.get)} rises most, not {ser.component}")
-    return fails
-
-
-def _rise(a: float, b: float) -> float:
-    if not math.isfinite(b):
-        return math.nan
-    return b - (a if math.isfinite(a) else 1.0)
 
 
 def _fmt(v: tuple) -> str:
@@ -159,7 +128,7 @@ def table(raw: dict, calibration: Calibration) -> tuple[str, int]:
         deg_lines.append(f"| {scan_id} | " + " | ".join(
             " → ".join(f"{s[k][0]:.2f}" for k in ["clean"] + [f"deg/{ser.name}/{lv:g}" for lv in ser.levels])
             for ser in mm.SERIES) + " |")
-        fails = check_scan(s)
+        fails = mm.check_scores(s)
         n_fail += bool(fails)
         failures += [f"* {scan_id}: {f}" for f in fails]
     report = ["## Invariance (IQS as is and under each transform; F = fov flag, C = corrupted)", "",

@@ -41,6 +41,15 @@ CLEAN_MAX = 2.5
 DEGRADED_MIN = 3.5
 
 
+def series() -> tuple:
+    """The degradation series fitted: :data:`qc.metamorphic.SERIES` and the k-space spike."""
+    from qc import degrade, metamorphic
+
+    spike = metamorphic.Series("spike", "artifact", (0.005, 0.01, 0.03, 0.1),
+                               lambda x, v, r, g: degrade.kspace_spike(x, v))
+    return (*metamorphic.SERIES, spike)
+
+
 def _values(profile: dict) -> dict[str, float]:
     def get(key: str) -> float:
         v = profile.get(key)

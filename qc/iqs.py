@@ -40,7 +40,7 @@ import numpy as np
 
 from qc.profile import Profile
 
-DEFAULT_CALIBRATION = Path(__file__).parent / "calibration" / "iqs_v1.json"
+DEFAULT_CALIBRATION = Path(__file__).parent / "calibration" / "iqs_v2.json"
 COMPONENTS = ("noise", "blur", "artifact")
 
 
@@ -64,7 +64,7 @@ class Calibration:
 
 
 def load_calibration(path: Path | str | None = None) -> Calibration:
-    """Read a calibration JSON (the packaged ``iqs_v1.json`` by default)."""
+    """Read a calibration JSON (the packaged ``iqs_v2.json`` by default)."""
     path = Path(path) if path is not None else DEFAULT_CALIBRATION
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import scipy.ndimage as ndi
 
@@ -119,3 +121,38 @@ def degraded(data: np.ndarray, series: Series, level: float, seed: int = 0) -> n
     """``data`` degraded by ``series`` at ``level`` with a fixed seed."""
     x = np.asarray(data, np.float32)
     return series.apply(x, level, tissue_level(x), np.random.default_rng(seed))
+
+
+def check_scores(s: dict[str, tuple], series: tuple[Series, ...] = SERIES) -> list[str]:
+    """Failed relations of one scan's scores (empty when every relation holds).
+
+    ``s`` maps ``clean``, ``inv/<transform>`` and ``deg/<series>/<level>`` to
+    ``(iqs, noise, blur, artifact, fov_suboptimal, corrupted)``.
+    """
+    fails = []
+    clean = s["clean"]
+    for key, value in s.items():
+        if key.startswith("inv/"):
+            if abs(value[0] - clean[0]) > INVARIANCE_TOL or value[4:] != clean[4:]:
+                fails.append(f"{key[4:]}: {clean[0]:.2f} -> {value[0]:.2f}"
+                             + (" (flag flip)" if value[4:] != clean[4:] else ""))
+    parts = {"noise": 1, "blur": 2, "artifact": 3}
+    for ser in series:
+        seq = [clean] + [s[f"deg/{ser.name}/{lv:g}"] for lv in ser.levels]
+        totals = [v[0] for v in seq]
+        if any(b < a - MONOTONE_TOL for a, b in zip(totals, totals[1:])):
+            fails.append(f"{ser.name}: not monotone {['%.2f' % t for t in totals]}")
+        if totals[-1] < 5.0 and totals[-1] - totals[0] < MIN_RISE:
+            fails.append(f"{ser.name}: rises only {totals[-1] - totals[0]:.2f}")
+        rises = {name: _rise(seq[0][i], seq[-1][i]) for name, i in parts.items()}
+        finite = {k: v for k, v in rises.items() if math.isfinite(v)}
+        if finite and max(finite, key=finite.get) != ser.component and \
+                finite[max(finite, key=finite.get)] > finite.get(ser.component, -math.inf) + 1e-9:
+            fails.append(f"{ser.name}: {max(finite, key=finite.get)} rises most, not {ser.component}")
+    return fails
+
+
+def _rise(a: float, b: float) -> float:
+    if not math.isfinite(b):
+        return math.nan
+    return b - (a if math.isfinite(a) else 1.0)

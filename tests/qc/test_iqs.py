@@ -36,7 +36,7 @@ def test_interpolate_clamps_to_the_scale() -> None:
 
 
 def test_calibration_file_is_monotone_and_per_family(calibration) -> None:
-    assert calibration.version == "iqs_v1"
+    assert calibration.version == "iqs_v2"
     assert calibration.family_of("FA") == "FA" and calibration.family_of("MD") == "MD"
     assert calibration.family_of("T1w") == "structural" and calibration.family_of("FLAIR") == "structural"
     for name in ("FA", "MD"):
