@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from curate.stages.iqs import inferior_face  # noqa: E402
 from qc import calibrate_real, metamorphic as mm  # noqa: E402
 from qc.iqs import Calibration, load_calibration, score  # noqa: E402
 from qc.profile import Profile, measure_image  # noqa: E402
@@ -62,16 +63,21 @@ def applicable(name: str, entry: dict) -> bool:
 
 
 def measure_scan(data: np.ndarray, zooms: tuple[float, float, float], entry: dict,
-                 series: tuple[mm.Series, ...]) -> dict:
-    """Raw profiles of one scan: ``clean``, ``inv/<name>``, ``deg/<series>/<level>``."""
-    out = {"clean": profile_dict(measure_image(data, zooms))}
+                 series: tuple[mm.Series, ...], faces: tuple[tuple[int, int], ...] = ()) -> dict:
+    """Raw profiles of one scan: ``clean``, ``inv/<name>``, ``deg/<series>/<level>``.
+
+    ``faces`` is the inferior face (left out of the truncation check, as the IQS stage does).
+    """
+    out = {"clean": profile_dict(measure_image(data, zooms, skip_faces=faces))}
     for name, transform in mm.INVARIANCES.items():
         if applicable(name, entry):
             moved, moved_zooms = transform(data, zooms)
-            out[f"inv/{name}"] = profile_dict(measure_image(moved, moved_zooms))
+            out[f"inv/{name}"] = profile_dict(measure_image(moved, moved_zooms,
+                                                            skip_faces=mm.moved_faces(name, faces)))
     for s in series:
         for level in s.levels:
-            out[f"deg/{s.name}/{level:g}"] = profile_dict(measure_image(mm.degraded(data, s, level), zooms))
+            out[f"deg/{s.name}/{level:g}"] = profile_dict(
+                measure_image(mm.degraded(data, s, level), zooms, skip_faces=faces))
     return out
 
 
@@ -90,7 +96,7 @@ def measure_corpus(raw_path: Path, only: list[str] | None = None) -> dict:
                  "shape": list(scan.image.shape[:3])}
         data = scan.data()
         data = data[..., 0] if data.ndim == 4 else data
-        entry["profiles"] = measure_scan(data, zooms, entry, SERIES)
+        entry["profiles"] = measure_scan(data, zooms, entry, SERIES, inferior_face(scan.image.affine))
         entry["cpu_s"] = time.process_time() - start
         raw[scan.id] = entry
         raw_path.write_text(json.dumps(raw) + "\n")

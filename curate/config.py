@@ -114,7 +114,7 @@ class IqsConfig:
     calibration: str | None = None
     ratings: str | None = None
     score_from: str = "image"
-    max_border_fraction: float = 0.1
+    max_border_fraction: float = 0.25
     min_head_fraction: float = 0.03
     max_bad_slices: int = 0
 

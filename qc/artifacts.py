@@ -32,8 +32,9 @@ INU (bias) spread
     field over those voxels.  A smooth multiplicative field shows up in it,
     anatomy (spatially mixed classes) hardly does.
 Border truncation
-    Largest fraction of a face of the volume (two voxels deep) covered by the
-    head, over the faces other than the inferior one (the neck always leaves);
+    Largest head cross-section on a face of the volume, over the head's
+    largest cross-section along that axis, over the faces other than the
+    inferior one (the neck always leaves);
     :mod:`qc.profile` crops exact-zero padding first, so the faces are those of
     the acquired data.
 Bad slices
@@ -171,19 +172,27 @@ def inu_spread(work: np.ndarray, inner: np.ndarray, low: float, max_points: int 
     return float(np.std(terms @ coef))
 
 
-def border_truncation(head: np.ndarray, skip: tuple[tuple[int, int], ...] = (), depth: int = 2) -> float:
-    """Largest fraction of a volume face (``depth`` deep) inside the head, faces in ``skip`` left out.
+def border_truncation(head: np.ndarray, skip: tuple[tuple[int, int], ...] = (), depth: int = 1) -> float:
+    """Largest head cross-section on a volume face, over the head's largest cross-section along that axis.
 
-    ``skip`` holds ``(axis, side)`` pairs, side 0 for the low end and 1 for the high end.
+    ``skip`` holds ``(axis, side)`` pairs, side 0 for the low end and 1 for the
+    high end.  Relative to the head's own cross-section, not to the face's
+    area, so a tighter box (cropped padding, a zeroed background) does not
+    change it; a head cut by the field of view gives a large value, one that
+    only touches a face a small one.
     """
     best = 0.0
     for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        area = head.sum(axis=others)
+        if area.max() == 0:
+            continue
         for side in (0, 1):
             if (axis, side) in skip:
                 continue
             index = slice(0, depth) if side == 0 else slice(-depth, None)
             face = np.moveaxis(head, axis, 0)[index].any(axis=0)
-            best = max(best, float(face.mean()))
+            best = max(best, float(face.sum() / area.max()))
     return best
 
 

@@ -81,7 +81,7 @@ def load_calibration(path: Path | str | None = None) -> Calibration:
 class FlagRules:
     """Thresholds of the two flags (from ``IqsConfig``)."""
 
-    max_border_fraction: float = 0.1
+    max_border_fraction: float = 0.25
     min_head_fraction: float = 0.03
     max_bad_slices: int = 0
 
@@ -142,7 +142,7 @@ def flags(profile: Profile, rules: FlagRules) -> tuple[bool, bool, list[str]]:
     fov = False
     if math.isfinite(profile.border_truncation) and profile.border_truncation > rules.max_border_fraction:
         fov = True
-        reasons.append(f"fov: {profile.border_truncation:.0%} of a volume face is anatomy")
+        reasons.append(f"fov: the head meets a volume face over {profile.border_truncation:.0%} of its largest cross-section")
     if 0 < profile.head_fraction < rules.min_head_fraction:
         fov = True
         reasons.append(f"fov: anatomy fills {profile.head_fraction:.1%} of the volume")

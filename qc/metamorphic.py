@@ -97,6 +97,15 @@ INVARIANCES: dict[str, Transform] = {
 }
 
 
+def moved_faces(name: str, faces: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """The ``(axis, side)`` faces (the inferior one) after the invariance transform ``name``."""
+    if name == "permute":  # np.transpose(x, (2, 0, 1)): old axis 2 -> 0, 0 -> 1, 1 -> 2
+        return tuple(({2: 0, 0: 1, 1: 2}[axis], side) for axis, side in faces)
+    if name == "flip":  # axes 0 and 2 reversed
+        return tuple((axis, 1 - side if axis in (0, 2) else side) for axis, side in faces)
+    return faces
+
+
 @dataclass(frozen=True, slots=True)
 class Series:
     """One degradation with its severities (the clean image is the level before the first)."""

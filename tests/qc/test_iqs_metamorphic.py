@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pytest
 
+from curate.stages.iqs import inferior_face
 from qc import metamorphic as mm
 from qc.iqs import combine, load_calibration, score
 from qc.profile import measure_image
@@ -39,8 +40,8 @@ def _scan(scan_id: str) -> tuple[np.ndarray, tuple[float, float, float], object]
     return data, zooms, scan
 
 
-def _score(data: np.ndarray, zooms, modality: str) -> tuple:
-    r = score(measure_image(data, zooms), modality, load_calibration())
+def _score(data: np.ndarray, zooms, modality: str, faces=()) -> tuple:
+    r = score(measure_image(data, zooms, skip_faces=faces), modality, load_calibration())
     return r.iqs, r.noise, r.blur, r.artifact, r.fov_suboptimal, r.corrupted
 
 
@@ -48,16 +49,18 @@ def _score(data: np.ndarray, zooms, modality: str) -> tuple:
 def test_iqs_relations_hold_on_a_real_ci_scan(scan_id: str) -> None:
     data, zooms, scan = _scan(scan_id)
     modality = scan.modality if scan.modality in ("T1w", "T2w", "FLAIR", "PDw") else "T1w"
-    scores = {"clean": _score(data, zooms, modality)}
+    faces = inferior_face(scan.image.affine)
+    scores = {"clean": _score(data, zooms, modality, faces)}
     background = scan.meta.get("background") or ("zero" if scan.skull == "stripped" else "air")
     for name, transform in mm.INVARIANCES.items():
         if (name == "zero_bg" and background != "air") or (name == "res0.8" and max(zooms) > 1.05):
             continue
         moved, moved_zooms = transform(data, zooms)
-        scores[f"inv/{name}"] = _score(moved, moved_zooms, modality)
+        scores[f"inv/{name}"] = _score(moved, moved_zooms, modality, mm.moved_faces(name, faces))
     for series in mm.SERIES:
         for level in series.levels:
-            scores[f"deg/{series.name}/{level:g}"] = _score(mm.degraded(data, series, level), zooms, modality)
+            scores[f"deg/{series.name}/{level:g}"] = _score(mm.degraded(data, series, level), zooms,
+                                                            modality, faces)
     fails = mm.check_scores(scores)
     assert all(math.isfinite(v[0]) for v in scores.values())
     assert not fails, f"{scan_id}: " + "; ".join(fails)
