@@ -140,17 +140,18 @@ def _load_images() -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[fl
     return images, zooms
 
 
-def calibrate(out: Path, raw_out: Path | None, corpus_raw: Sequence[Path] = ()) -> dict:
+def calibrate(out: Path, raw_out: Path | None, corpus_raw: Sequence[Path] = (),
+              diffusion_from: Path | None = None) -> dict:
     """Fit every family and write the calibration JSON (and the raw measures).
 
     ``structural`` is fitted on the real-scan corpus's raw profiles
     (``corpus_raw``, from ``benchmarks/bench_iqs_metamorphic.py``; see
     :mod:`qc.calibrate_real`); ``FA`` and ``MD`` on degradations of the
-    MNI-derived maps, as no real FA/MD map of useful size ships in a package.
+    MNI-derived maps, as no real FA/MD map of useful size ships in a package
+    (or copied from the calibration file ``diffusion_from``, to refit only ``structural``).
     """
     from qc import calibrate_real
 
-    images, zooms = _load_images()
     real: dict = {}
     for path in corpus_raw:
         real.update(json.loads(Path(path).read_text()))
@@ -159,19 +160,24 @@ def calibrate(out: Path, raw_out: Path | None, corpus_raw: Sequence[Path] = ()) 
     fitted_on = sorted(k for k, e in real.items() if calibrate_real.FIT_TEMPLATES or not e["is_template"])
     families: dict[str, dict] = {"structural": {"images": fitted_on, "components": structural}}
     raw: dict = {}
-    # Scanner ADC maps measure what our MD maps measure (mm^2/s): same family.
-    members = {"FA": ["FA"], "MD": ["MD", "ADC"]}
-    for name in ("FA", "MD"):
-        components, raw[name] = fit_family(images[name], zooms, DIFFUSION)
-        families[name] = {"modalities": members[name], "images": sorted(images[name]),
-                          "components": components}
+    if diffusion_from is not None:
+        previous = json.loads(Path(diffusion_from).read_text())["families"]
+        families.update({name: previous[name] for name in ("FA", "MD")})
+    else:
+        images, zooms = _load_images()
+        # Scanner ADC maps measure what our MD maps measure (mm^2/s): same family.
+        members = {"FA": ["FA"], "MD": ["MD", "ADC"]}
+        for name in ("FA", "MD"):
+            components, raw[name] = fit_family(images[name], zooms, DIFFUSION)
+            families[name] = {"modalities": members[name], "images": sorted(images[name]),
+                              "components": components}
     calibration = {"version": "iqs_v2", "created_by": "python -m qc.calibrate",
                    "clean_quantile": calibrate_real.CLEAN_QUANTILE,
                    "targets": {t[0]: list(t[3]) for t in calibrate_real.TARGETS},
                    "min_step": MIN_STEP, "min_span": MIN_SPAN, "families": families}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(calibration, indent=1) + "\n", encoding="utf-8")
-    if raw_out is not None:
+    if raw_out is not None and raw:
         raw_out.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
     return calibration
 
@@ -183,9 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--raw", type=Path, default=Path("benchmarks/results/iqs_calibration_raw.json"))
     parser.add_argument("--corpus-raw", type=Path, nargs="+", required=True,
                         help="raw profiles of the real-scan corpus (benchmarks/bench_iqs_metamorphic.py)")
+    parser.add_argument("--diffusion-from", type=Path, default=None,
+                        help="copy the FA/MD families from this calibration instead of refitting them")
     args = parser.parse_args(argv)
     args.raw.parent.mkdir(parents=True, exist_ok=True)
-    calibrate(args.out, args.raw, args.corpus_raw)
+    calibrate(args.out, args.raw, args.corpus_raw, args.diffusion_from)
     return 0
 
 
