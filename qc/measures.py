@@ -139,7 +139,8 @@ def _plane_estimate(data: np.ndarray, mask: np.ndarray | None, axis: int, every:
                     quantile: float | None, window: int) -> float:
     """MAD-std, or local-RMS quantile, of the in-plane residuals along ``axis`` (un-normalised)."""
     moved = np.moveaxis(np.asarray(data), axis, 0)
-    index = np.arange(0, moved.shape[0], every)
+    # evenly spread slices, the same set read from either end (a flipped volume gives the same value)
+    index = np.unique(np.linspace(0, moved.shape[0] - 1, -(-moved.shape[0] // every)).round().astype(int))
     slab = np.stack([np.asarray(moved[i], dtype=np.float32) for i in index])
     neighbours = (slab[:, :-2, 1:-1] + slab[:, 2:, 1:-1] + slab[:, 1:-1, :-2] + slab[:, 1:-1, 2:])
     residual = slab[:, 1:-1, 1:-1] - neighbours / 4.0
@@ -252,7 +253,7 @@ def _axis_lag1(data: np.ndarray, mask: np.ndarray, axis: int, sigma: float, thin
 
 
 def fwhm(data: np.ndarray, mask: np.ndarray, zooms: tuple[float, ...], sigma: float = 0.0,
-         thin: int = 1, unit_floor: float = 0.0) -> tuple[float, float]:
+         thin: int = 1, unit_floor: float = 0.0, median: bool = False) -> tuple[float, float]:
     """Mean FWHM from the lag-1 autocorrelation in ``mask``, and the sharpness.
 
     ``sigma`` is the white-noise level to remove (0 keeps MRIQC's raw estimate);
@@ -263,10 +264,13 @@ def fwhm(data: np.ndarray, mask: np.ndarray, zooms: tuple[float, ...], sigma: fl
     1 mm scan upsampled to 0.8 mm keeps its value and a good 2 mm scan is not
     blurred for being coarse.
 
+    ``median=True`` takes the median over the axes instead of the mean (one
+    thick-slice axis then does not decide the value).
+
     Returns
     -------
     fwhm, sharpness
-        Mean over axes of the (relative) FWHM and of ``2 (1 - rho_1)``; NaN when undefined.
+        Mean (or median) over axes of the FWHM and of ``2 (1 - rho_1)``; NaN when undefined.
     """
     sigma = sigma if _ok(sigma) else 0.0
     mask = np.asarray(mask, bool)
@@ -282,4 +286,5 @@ def fwhm(data: np.ndarray, mask: np.ndarray, zooms: tuple[float, ...], sigma: fl
         widths.append(math.sqrt(-2.0 * math.log(2.0) / math.log(rho)) * float(zooms[axis]) / unit)
     if not widths:
         return NAN, NAN
-    return float(np.mean(widths)), float(np.mean(energies))
+    pool = np.median if median else np.mean
+    return float(pool(widths)), float(pool(energies))

@@ -122,8 +122,29 @@ SERIES: tuple[Series, ...] = (
     Series("blur", "blur", (1.5, 3.0, 5.0), lambda x, v, ref, g: degrade.gaussian_blur(x, v)),
     Series("ghost", "artifact", (0.03, 0.08, 0.15, 0.3), lambda x, v, ref, g: degrade.nyquist_ghost(x, v)),
     Series("motion", "artifact", (0.1, 0.25, 0.5), lambda x, v, ref, g: degrade.motion_phase(x, v, 4.0, g)),
-    Series("bias", "artifact", (0.25, 0.5, 0.75, 1.0), lambda x, v, ref, g: degrade.bias_field(x, v)),
+    Series("bias", "artifact", (0.25, 0.5, 0.75, 1.0), lambda x, v, ref, g: worsening_bias(x, v)),
 )
+
+
+def worsening_bias(data: np.ndarray, strength: float) -> np.ndarray:
+    """:func:`qc.degrade.bias_field` with the sign that adds to the scan's own non-uniformity.
+
+    A real scan has a bias field of its own; the fixed-shape synthetic field with
+    the wrong sign partly *corrects* it, which is no degradation.  The sign is
+    the one whose weak (0.25) field raises the INU measure more.
+    """
+    from qc import artifacts
+
+    def spread(x: np.ndarray) -> float:
+        reg = regions.split(x)
+        inner = regions.inner_region(reg.head, None)
+        low = regions.tissue_thresholds(reg.work[inner])[0]
+        return artifacts.inu_spread(reg.work, inner, low)
+
+    x = np.asarray(data, np.float32)
+    up, down = spread(degrade.bias_field(x, 0.25)), spread(degrade.bias_field(x, -0.25))
+    sign = -1.0 if math.isfinite(down) and (not math.isfinite(up) or down > up) else 1.0
+    return degrade.bias_field(x, sign * strength)
 
 
 def degraded(data: np.ndarray, series: Series, level: float, seed: int = 0) -> np.ndarray:

@@ -94,7 +94,8 @@ def _noise(profile: Profile, data: np.ndarray, reg: regions.Regions, inner_full:
     # Tissue above the darkest class: in dark bone and CSF magnitude noise is Rician-shrunk.
     low = regions.tissue_thresholds(reg.work[reg.head])[0]
     tissue = inner_full & (data > low) if math.isfinite(low) else inner_full
-    profile.noise_residual = measures.residual_sigma(data, tissue, zooms=zooms, quantile=NOISE_QUANTILE)
+    profile.noise_residual = measures.residual_sigma(data, tissue, zooms=zooms, quantile=NOISE_QUANTILE,
+                                                    every=3)
     if reg.air_reason is None:
         profile.noise_air = measures.rayleigh_sigma(reg.work[reg.air])
         if not profile.noise_air > NEGLIGIBLE_AIR * profile.signal:
@@ -207,10 +208,9 @@ def measure_image(data: np.ndarray, zooms: tuple[float, ...] = (1.0, 1.0, 1.0),
         low = regions.tissue_thresholds(reg.work[inner])[0]
     profile.efc = measures.efc(reg.work)
     profile.fber = measures.fber(reg.work, reg.head) if reg.air.any() else NAN
-    # Raw lag-1 FWHM (no noise subtraction: on real anatomy the tissue residual is
-    # texture as well as noise, and subtracting it sent the FWHM to infinity), per axis
-    # in units of max(voxel, 1 mm): mm up to 1 mm voxels, voxels for coarser ones.
-    profile.fwhm_mm, profile.sharpness = measures.fwhm(volume, inner_full, zooms, 0.0, thin=2,
-                                                       unit_floor=1.0)
+    # Raw lag-1 FWHM in mm (no noise subtraction: on real anatomy the tissue residual is
+    # texture as well as noise, and subtracting it sent the FWHM to infinity), the median
+    # over the axes so that one thick-slice axis does not decide it.
+    profile.fwhm_mm, profile.sharpness = measures.fwhm(volume, inner_full, zooms, 0.0, thin=2, median=True)
     _artifacts(profile, volume, reg, pe_axis, skip_faces, zooms, low)
     return profile
