@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.realscans import build_corpus
-from benchmarks.realscans.catalogue import CATALOGUE, background_kind
+from benchmarks.realscans.catalogue import CATALOGUE, FACES, SKULLS, background_kind
 from tests.realscans import (
     CI_IDS,
     RealScan,
@@ -21,15 +21,12 @@ from tests.realscans import (
     real_scans,  # noqa: F401  (fixture)
 )
 
-FACE = {"intact", "defaced", "none"}
-SKULL = {"intact", "stripped", "none"}
-
 
 def test_catalogue_labels_are_from_the_declared_vocabulary() -> None:
     ids = [s.id for s in CATALOGUE]
     assert len(ids) == len(set(ids))
     for spec in CATALOGUE:
-        assert spec.face in FACE and spec.skull in SKULL, spec.id
+        assert spec.face in FACES and spec.skull in SKULLS, spec.id
         assert spec.kind in {"pip", "deb", "git", "git-dicom"}, spec.id
         assert not spec.ci or spec.kind in {"pip", "deb"}, f"{spec.id}: CI reaches PyPI/Debian only"
         if spec.skull == "stripped":
@@ -121,3 +118,13 @@ def test_ci_loader_reports_why_a_scan_is_missing(monkeypatch: pytest.MonkeyPatch
     missing: list[str] = []
     assert ci_scans(missing) == []
     assert len(missing) == len(CI_IDS) and all("is gone" in m for m in missing)
+
+
+def test_docs_table_has_one_row_per_entry(tmp_path: Path) -> None:
+    from benchmarks.realscans.table import table
+
+    pip_ids = [s.id for s in CATALOGUE if s.kind == "pip"][:2]
+    build_corpus.build(tmp_path, tmp_path / "none", set(pip_ids))
+    rows = table(corpus_index(tmp_path)).splitlines()
+    assert len(rows) == 2 + len(pip_ids)
+    assert all(r.startswith(f"| {i} |") for r, i in zip(rows[2:], pip_ids))

@@ -78,21 +78,27 @@ def save_mask(spec_kind: str, locator: str, ref: nib.Nifti1Image, path: Path,
     return str(path.relative_to(path.parents[1]))
 
 
+def labels(spec: ScanSpec) -> dict:
+    """The entry fields that come from the catalogue (refreshed on every run)."""
+    return {
+        "source": spec.source, "licence": spec.licence, "modality": spec.modality,
+        "face": spec.face, "skull": spec.skull, "is_template": spec.is_template,
+        "subject": spec.subject, "ci": spec.ci, "notes": spec.notes,
+    }
+
+
 def entry_for(spec: ScanSpec, img: nib.Nifti1Image, sidecar: dict, prov: dict) -> dict:
     """The ``corpus.json`` entry of one scan (measured fields from ``img``)."""
     data = np.asanyarray(img.dataobj)
     bzf = border_zero_fraction(data)
     return {
-        "id": spec.id, "source": spec.source, "provenance": prov, "licence": spec.licence,
-        "modality": spec.modality,
+        "id": spec.id, **labels(spec), "provenance": prov,
         "vendor": sidecar.get("Manufacturer", spec.vendor),
         "model": sidecar.get("ManufacturersModelName"),
         "field_strength_t": sidecar.get("MagneticFieldStrength", spec.field_t),
         "voxel_size_mm": [round(float(z), 4) for z in img.header.get_zooms()[:3]],
         "shape": [int(n) for n in img.shape[:3]], "dtype": str(img.get_data_dtype()),
         "background": background_kind(bzf), "border_zero_fraction": round(bzf, 3),
-        "face": spec.face, "skull": spec.skull, "is_template": spec.is_template,
-        "subject": spec.subject, "ci": spec.ci, "notes": spec.notes,
         "path": f"scans/{spec.id}.nii.gz", "brain_mask": None, "face_mask": None,
     }
 
@@ -112,12 +118,17 @@ def build_one(spec: ScanSpec, out: Path, mirror: Path) -> dict:
 
 
 def load_index(out: Path) -> dict[str, dict]:
-    """Entries of an existing ``corpus.json`` whose files are still there."""
+    """Entries of an existing ``corpus.json`` still catalogued and with their files there.
+
+    Their catalogue fields are refreshed, so relabelling a scan needs no rebuild.
+    """
     index = out / "corpus.json"
     if not index.is_file():
         return {}
+    specs = {s.id: s for s in CATALOGUE}
     scans = json.loads(index.read_text()).get("scans", [])
-    return {e["id"]: e for e in scans if (out / e["path"]).is_file()}
+    return {e["id"]: {**e, **labels(specs[e["id"]])} for e in scans
+            if e.get("id") in specs and (out / e["path"]).is_file()}
 
 
 def build(out: Path, mirror: Path, only: set[str] | None = None, force: bool = False) -> dict:
@@ -139,8 +150,19 @@ def build(out: Path, mirror: Path, only: set[str] | None = None, force: bool = F
         write_index(out, entries)
         print(f"built   {spec.id}")
     write_index(out, entries)
+    if not only:
+        prune(out, entries)
     (out / "READY").touch()
     return entries
+
+
+def prune(out: Path, entries: dict[str, dict]) -> None:
+    """Delete ``scans/`` and ``masks/`` files no entry refers to (scans dropped from the catalogue)."""
+    used = {e[k] for e in entries.values() for k in ("path", "brain_mask", "face_mask") if e.get(k)}
+    for folder in ("scans", "masks"):
+        for path in (out / folder).glob("*.nii.gz"):
+            if f"{folder}/{path.name}" not in used:
+                path.unlink()
 
 
 def summary(entries: dict[str, dict]) -> str:

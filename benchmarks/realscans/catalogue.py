@@ -23,7 +23,11 @@ REPO_LICENCES = {
     "neurolabusc/dcm_qa_decubitus": "BSD-2-Clause (repository LICENSE)",
     "niivue/niivue-demo-images": "BSD-2-Clause (repository LICENSE)",
     "niivue/niivue": "BSD-2-Clause (repository LICENSE)",
+    "neurolabusc/dcm_qa_philips_enh": "BSD-2-Clause (repository LICENSE)",
+    "neurolabusc/VolumeRenderingData": "MIT (repository LICENSE)",
 }
+FACES = ("intact", "partial", "defaced", "none")
+SKULLS = ("intact", "stripped", "none")
 
 CHRIS = "CC BY-NC 4.0 (niivue-demo-images README: acquired by C. Rorden, McCausland Center)"
 
@@ -38,7 +42,7 @@ class ScanSpec:
     locator: str
     licence: str
     modality: str  # T1w | T2w | FLAIR | PDw | T1w-CE | b0-EPI
-    face: str  # intact | defaced | none (not in the field of view / removed with the skull)
+    face: str  # intact | partial (field of view clips it) | defaced | none
     skull: str  # intact | stripped | none (not in the field of view)
     subject: str  # scans of one person share this key
     is_template: bool = False  # template or average of several scans
@@ -52,15 +56,17 @@ class ScanSpec:
 
 _NV = "niivue/niivue-demo-images"
 _NVD = "niivue/niivue:packages/niivue/demos/images"
+_VRD = "neurolabusc/VolumeRenderingData"
+_STROKE = "MIT (VolumeRenderingData stroke/README: C-STAR, NIH P50 DC014664)"
 
 CATALOGUE: tuple[ScanSpec, ...] = (
     # --- Debian: mricron-data (Colin27, one subject averaged over 27 scans) ---------------
     ScanSpec("colin27_head", "deb:mricron-data", "deb", "/usr/share/mricron/templates/ch2.nii.gz",
              "BSD-3-Clause (Debian mricron-data copyright); Colin27: Holmes et al. 1998",
-             "T1w", face="intact", skull="intact", subject="colin27", is_template=True,
+             "T1w", face="partial", skull="intact", subject="colin27", is_template=True,
              vendor="Philips", field_t=1.5,
              brain_mask="/usr/share/mricron/templates/ch2bet.nii.gz", ci=True,
-             notes="average of 27 scans of one subject; brain mask = ch2bet > 0"),
+             notes="average of 27 scans of one subject; brain mask = ch2bet > 0; MNI box clips the nose"),
     ScanSpec("colin27_bet", "deb:mricron-data", "deb", "/usr/share/mricron/templates/ch2bet.nii.gz",
              "BSD-3-Clause (Debian mricron-data copyright); Colin27: Holmes et al. 1998",
              "T1w", face="none", skull="stripped", subject="colin27", is_template=True,
@@ -77,10 +83,10 @@ CATALOGUE: tuple[ScanSpec, ...] = (
              notes="population template, brain only"),
     ScanSpec("nibabel_anatomical", "pip:nibabel", "pip", "nibabel:tests/data/anatomical.nii",
              "MIT (nibabel)", "T1w", face="none", skull="none", subject="nibabel-anat", ci=True,
-             notes="real single-subject T1w, 2 mm, cropped inside the head (no background)"),
+             notes="real single-subject T1w, SPM-normalised to MNI (header), 2 mm, cropped inside the head"),
     ScanSpec("dipy_aniso_b0", "pip:dipy", "pip", "dipy:data/files/aniso_vox.nii.gz",
              "BSD-3-Clause (dipy)", "b0-EPI", face="none", skull="intact", subject="dipy-aniso",
-             ci=True, notes="real single-subject b0 (T2-weighted EPI), 4 x 4 x 5 mm, air background"),
+             ci=True, notes="real single-subject EPI volume (b0-like T2 contrast), 4 x 4 x 5 mm, air"),
     # --- neurolabusc/dcm_qa_xa30: Siemens Prisma XA30 enhanced DICOM ------------------------
     ScanSpec("xa30_t1w_tfl_5", "git:dcm_qa_xa30", "git-dicom",
              "neurolabusc/dcm_qa_xa30:In/5_anat-T1w_acq-tfl", REPO_LICENCES["neurolabusc/dcm_qa_xa30"],
@@ -101,9 +107,11 @@ CATALOGUE: tuple[ScanSpec, ...] = (
              subject="decubitus-volunteer", notes="same sequence, head first prone"),
     # --- niivue/niivue-demo-images ----------------------------------------------------------
     ScanSpec("chris_t1", "git:niivue-demo-images", "git", f"{_NV}:chris_t1.nii.gz", CHRIS,
-             "T1w", face="intact", skull="intact", subject="chris", notes="0.88 mm, uint8"),
+             "T1w", face="partial", skull="intact", subject="chris",
+             notes="0.88 mm, uint8; the field of view clips the nose"),
     ScanSpec("chris_pd", "git:niivue-demo-images", "git", f"{_NV}:chris_PD.nii.gz", CHRIS,
-             "PDw", face="intact", skull="intact", subject="chris", notes="2.4 mm axial slices"),
+             "PDw", face="partial", skull="intact", subject="chris",
+             notes="2.4 mm axial slab, vertex to orbits"),
     ScanSpec("mr_gd_stripped", "git:niivue-demo-images", "git", f"{_NV}:MR_Gd.nii.gz",
              "figshare 7472168 'Skull-stripped Contrast-Enhanced MRI Datasets' (README)",
              "T1w-CE", face="none", skull="stripped", subject="mr-gd", notes="float64"),
@@ -114,20 +122,37 @@ CATALOGUE: tuple[ScanSpec, ...] = (
              REPO_LICENCES[_NV] + "; origin not stated", "T1w", face="intact", skull="intact",
              subject="register-t1", notes="1.6 mm, head with neck"),
     ScanSpec("t2w_head", "git:niivue-demo-images", "git", f"{_NV}:register/T2w.nii.gz",
-             REPO_LICENCES[_NV] + "; origin not stated", "T2w", face="intact", skull="intact",
-             subject="register-t2", notes="2 mm axial slices, int16, noisy air"),
+             REPO_LICENCES[_NV] + "; origin not stated", "T2w", face="partial", skull="intact",
+             subject="register-t2", notes="2 mm axial slab down to the upper face, int16, noisy air"),
     ScanSpec("siemens_t1_mpr_1994", "git:niivue-demo-images", "git-dicom", f"{_NV}:dicom",
-             REPO_LICENCES[_NV] + "; origin not stated", "T1w", face="intact", skull="intact",
+             REPO_LICENCES[_NV] + "; origin not stated", "T1w", face="partial", skull="intact",
              subject="dicom-1994", vendor="Siemens",
              notes="1994 MPRAGE, 512 x 512 interpolated, skin fiducial markers"),
     # --- niivue/niivue demo images ----------------------------------------------------------
-    ScanSpec("niivue_flair_brain", "git:niivue", "git", f"{_NVD}/FLAIR.nii.gz",
-             REPO_LICENCES["niivue/niivue"] + "; origin not stated", "FLAIR", face="none",
-             skull="stripped", subject="niivue-flair", notes="brain-only FLAIR, uint8"),
     ScanSpec("freesurfer_brainmask", "git:niivue", "git", f"{_NVD}/fs/brainmask.mgz",
              REPO_LICENCES["niivue/niivue"] + "; origin not stated", "T1w", face="none",
              skull="stripped", subject="freesurfer-subject",
              notes="FreeSurfer brainmask.mgz: conformed 1 mm 256^3, intensity-normalised T1"),
+    # --- neurolabusc/dcm_qa_philips_enh: Philips Ingenia Elition X, classic DICOM ----------
+    ScanSpec("philips_adni_mprage", "git:dcm_qa_philips_enh", "git-dicom",
+             "neurolabusc/dcm_qa_philips_enh:In/cl/1301_*",
+             REPO_LICENCES["neurolabusc/dcm_qa_philips_enh"], "T1w", face="intact",
+             skull="intact", subject="philips-volunteer",
+             notes="ADNI sagittal 3D MPRAGE, 1 mm, gzipped classic DICOM"),
+    # --- neurolabusc/VolumeRenderingData ------------------------------------------------------
+    ScanSpec("stroke_t1_brain", "git:VolumeRenderingData", "git", f"{_VRD}:stroke/T1.nii.gz",
+             _STROKE, "T1w", face="none", skull="stripped", subject="cstar-stroke",
+             notes="chronic left-hemisphere stroke; brain-extracted, 8-bit"),
+    ScanSpec("stroke_t2_brain", "git:VolumeRenderingData", "git", f"{_VRD}:stroke/T2.nii.gz",
+             _STROKE, "T2w", face="none", skull="stripped", subject="cstar-stroke",
+             notes="same subject as stroke_t1_brain"),
+    ScanSpec("stroke_flair_brain", "git:VolumeRenderingData", "git",
+             f"{_VRD}:stroke/FLAIR.nii.gz", _STROKE, "FLAIR", face="none", skull="stripped",
+             subject="cstar-stroke", notes="same file as niivue's demos/images/FLAIR.nii.gz"),
+    ScanSpec("seg3d_t1_head", "git:VolumeRenderingData", "git", f"{_VRD}:seg3D/MR.nii.gz",
+             "MIT (Seg3DData, SCI Institute, University of Utah)", "T1w", face="partial",
+             skull="intact", subject="seg3d-patient",
+             notes="clinical T1w with subdural grid electrodes; cropped below the orbits, uint8"),
 )
 
 

@@ -8,12 +8,14 @@ A missing package, file or snapshot raises :class:`SourceMissing` with a sentenc
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -83,11 +85,30 @@ def repo_commit(mirror: Path, repo: str) -> str:
     return _git(repo_dir(mirror, repo), "rev-parse", "HEAD").decode().strip()
 
 
+def gunzip_bounded(blob: bytes, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Decompress a gzip member, refusing output larger than ``limit`` bytes."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = inflater.decompress(blob, limit + 1)
+    if len(out) > limit:
+        raise ValueError(f"gzip member inflates past {limit} bytes")
+    return out
+
+
 def git_extract(mirror: Path, locator: str, dest: Path) -> list[Path]:
-    """Copy the file or folder ``"owner/name:path"`` from the snapshot into ``dest``."""
+    """Copy the file or folder ``"owner/name:path"`` from the snapshot into ``dest``.
+
+    A last path part with ``*`` selects the matching files of its folder
+    (``In/cl/1301_*``); ``.gz`` files are decompressed (dcm2niix reads plain DICOM only).
+    """
     repo, rel = locator.split(":", 1)
     gdir = repo_dir(mirror, repo)
+    pattern = None
+    if "*" in rel:
+        rel, pattern = rel.rsplit("/", 1)
     listing = _git(gdir, "ls-tree", "-r", "-l", "HEAD", "--", rel).decode().splitlines()
+    if pattern:
+        listing = [x for x in listing
+                   if fnmatch.fnmatch(x.split("\t", 1)[1].rsplit("/", 1)[-1], pattern)]
     if not listing:
         raise SourceMissing(f"{rel} is not in the snapshot of {repo}")
     files = []
@@ -96,8 +117,12 @@ def git_extract(mirror: Path, locator: str, dest: Path) -> list[Path]:
         size = meta.split()[3]
         if not size.isdigit() or int(size) > MAX_FILE_BYTES:
             raise SourceMissing(f"{repo}:{name} is absent from the snapshot (large file)")
+        blob = _git(gdir, "cat-file", "blob", f"HEAD:{name}")
         target = dest / Path(name).name
-        target.write_bytes(_git(gdir, "cat-file", "blob", f"HEAD:{name}"))
+        if target.suffix == ".gz" and not target.name.endswith(".nii.gz"):
+            blob = gunzip_bounded(blob)
+            target = target.with_suffix("")
+        target.write_bytes(blob)
         files.append(target)
     return files
 
