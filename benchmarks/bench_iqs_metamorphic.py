@@ -137,6 +137,9 @@ def table(raw: dict, calibration: Calibration) -> tuple[str, int]:
             " → ".join(f"{s[k][0]:.2f}" for k in ["clean"] + [f"deg/{ser.name}/{lv:g}" for lv in ser.levels])
             for ser in mm.SERIES) + " |")
         fails = mm.check_scores(s)
+        if np.prod(entry["shape"]) < mm.MIN_RELATION_VOXELS:
+            failures += [f"* {scan_id} (under {mm.MIN_RELATION_VOXELS} voxels, not held): {f}" for f in fails]
+            continue
         n_fail += bool(fails)
         failures += [f"* {scan_id}: {f}" for f in fails]
     report = ["## Invariance (IQS as is and under each transform; F = fov flag, C = corrupted)", "",

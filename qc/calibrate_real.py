@@ -5,8 +5,9 @@ real-scan corpus (every scan clean and at every level of every degradation).
 
 For each scored measure the first knot (score 1) is the :data:`CLEAN_QUANTILE`
 quantile of the measure over the clean training scans, so most clean real
-scans read 1 on it; each degradation level adds a knot at the median of the
-measure over the training scans at that level, paired with the level's target
+scans read 1 on it; each degradation level adds a knot at the
+:data:`DEGRADED_QUANTILE` quantile of the measure over the training scans at
+that level, paired with the level's target
 (:data:`TARGETS`).  Knots that do not rise :data:`MIN_STEP` above the previous
 one are dropped (monotone maps).  Templates and averages are left out of the
 fit (:data:`FIT_TEMPLATES`): they are smoother and cleaner than any scan.
@@ -35,6 +36,9 @@ TARGETS: tuple[tuple[str, str, str, tuple[float, ...]], ...] = (
     ("spike", "spike", "artifact", (1.5, 2.0, 3.5, 5.0)),
 )
 CLEAN_QUANTILE = 0.9
+#: Quantile over the scans of a degraded level's knot: low, so that the strongest level
+#: reaches its target on most scans, not on half of them.
+DEGRADED_QUANTILE = 0.25
 MIN_STEP = 0.05
 FIT_TEMPLATES = False
 CLEAN_MAX = 2.5
@@ -77,7 +81,7 @@ def fit_structural(raw: dict, levels: dict[str, tuple[float, ...]], exclude: str
             at = _finite(_values(e["profiles"].get(f"deg/{series}/{level:g}", {}))[measure] for e in scans)
             if not at:
                 continue
-            x = float(np.median(at))
+            x = float(np.quantile(at, DEGRADED_QUANTILE))
             if x > xs[-1] * (1 + MIN_STEP):
                 xs.append(x)
                 ys.append(target)

@@ -30,6 +30,9 @@ import scipy.ndimage as ndi
 
 from qc import degrade, regions
 
+#: Volumes with fewer voxels are scored but not held to the relations (nibabel's 33x41x25
+#: SPM-normalised example: too few voxels for the head/air split and the patch statistics).
+MIN_RELATION_VOXELS = 50_000
 INVARIANCE_TOL = 0.25
 MONOTONE_TOL = 0.1
 MIN_RISE = 1.0
