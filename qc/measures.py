@@ -109,7 +109,8 @@ def residual_sigma(data: np.ndarray, mask: np.ndarray | None = None, axis: int |
     Uses every ``every``-th slice along ``axis``.  ``axis=None`` is
     orientation-free: the slices across the coarsest axis when the voxels are
     anisotropic (``zooms`` differ by more than 10 %), else the median of the
-    three axes' estimates.  ``quantile=None`` gives the normal-consistent MAD of
+    three axes' estimates (each on every ``2 every``-th slice, to bound the
+    cost).  ``quantile=None`` gives the normal-consistent MAD of
     the residuals; a ``quantile`` q gives the q-quantile over the mask of the
     local RMS residual in ``window x window`` in-plane patches (a texture-robust
     noise scale: anatomy raises the residual in most patches, noise in all, so
@@ -121,6 +122,7 @@ def residual_sigma(data: np.ndarray, mask: np.ndarray | None = None, axis: int |
     if axis is None:
         z = np.asarray(zooms if zooms is not None else (1.0, 1.0, 1.0), float)[:3]
         axes = [int(np.argmax(z))] if z.max() > 1.1 * z.min() else [0, 1, 2]
+        every = every if len(axes) == 1 else 2 * every  # three axes: half the slices each
     else:
         axes = [axis]
     estimates = []
@@ -153,6 +155,12 @@ def _plane_estimate(data: np.ndarray, mask: np.ndarray | None, axis: int, every:
         return mad_std(residual[inside])
     import scipy.ndimage as ndi
 
+    # only the mask's bounding box (plus half a window, so every window sees what it saw before)
+    box = [slice(None)]
+    for axis in (1, 2):
+        used = np.flatnonzero(inside.any(axis=tuple(a for a in (0, 1, 2) if a != axis)))
+        box.append(slice(max(int(used[0]) - window // 2, 0), int(used[-1]) + 1 + window // 2))
+    residual, inside = residual[tuple(box)], inside[tuple(box)]
     local = ndi.uniform_filter(np.where(inside, residual, 0) ** 2, size=(1, window, window))
     share = ndi.uniform_filter(inside.astype(np.float32), size=(1, window, window))
     full = inside & (share > 0.999)  # patches wholly inside the mask
