@@ -123,5 +123,7 @@ def leave_one_source_out(raw: dict, base: dict, levels: dict[str, tuple[float, .
             rows.append({"source": source, "scan": scan_id, "template": entry["is_template"],
                          "clean": result["clean"], "degraded": degraded,
                          "clean_ok": result["clean"] <= CLEAN_MAX,
-                         "degraded_ok": all(v >= DEGRADED_MIN for v in degraded.values())})
+                         "degraded_ok": all(v >= DEGRADED_MIN for v in degraded.values()),
+                         "degraded_ok_but_bias": all(v >= DEGRADED_MIN for k, v in degraded.items()
+                                                     if k != "bias")})
     return rows
