@@ -142,7 +142,8 @@ def flags(profile: Profile, rules: FlagRules) -> tuple[bool, bool, list[str]]:
     fov = False
     if math.isfinite(profile.border_truncation) and profile.border_truncation > rules.max_border_fraction:
         fov = True
-        reasons.append(f"fov: the head meets a volume face over {profile.border_truncation:.0%} of its largest cross-section")
+        reasons.append(f"fov: the head meets a volume face over {profile.border_truncation:.0%} "
+                       "of its largest cross-section")
     if 0 < profile.head_fraction < rules.min_head_fraction:
         fov = True
         reasons.append(f"fov: anatomy fills {profile.head_fraction:.1%} of the volume")
