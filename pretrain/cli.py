@@ -2,8 +2,8 @@
 
 ::
 
-    pretrain OUTPUT --run-dir RUN [--config FILE] [--max-iqs X] [--max-steps N]
-             [--patch-size P] [--batch-size B] [--model resenc-l|tiny]
+    pretrain OUTPUT --run-dir RUN [--config FILE] [--method s3d|mae|amaes] [--max-iqs X]
+             [--max-steps N] [--patch-size P] [--batch-size B] [--model resenc-l|tiny]
              [--device auto|cpu|cuda] [--resume]
     torchrun --nproc-per-node K -m pretrain.cli OUTPUT --run-dir RUN ...   # DDP
     pretrain export RUN --out weights.pth [--with-decoder]
@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 from pretrain.config import (
+    METHODS,
     MODEL_NAMES,
     ConfigError,
     PretrainConfig,
@@ -48,6 +49,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="batch size per process")
     p.add_argument("--workers", type=int, help="data-loading worker processes per rank")
     p.add_argument("--model", choices=MODEL_NAMES, help="network (tiny: CPU smoke runs)")
+    p.add_argument("--method", choices=METHODS, help="pre-training method preset (default s3d; "
+                   "the config file's values override the preset)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,7 +72,7 @@ def build_config(args: argparse.Namespace) -> PretrainConfig:
     path = args.config
     if path is None and args.resume and (args.run_dir / "config.toml").is_file():
         path = args.run_dir / "config.toml"
-    cfg = load_config(path)
+    cfg = load_config(path, method=args.method)
     return override(
         cfg,
         model={"name": args.model},
@@ -99,7 +102,8 @@ def make_source(cfg: PretrainConfig, output: Path, rank: int, world_size: int): 
         output, patch_size=cfg.data.patch_size, batch_size=cfg.data.batch_size,
         workers=workers, selection=Selection(max_iqs=cfg.data.max_iqs),
         split="train", val_fraction=cfg.data.val_fraction, seed=cfg.run.seed,
-        augment=cfg.data.augment, rank=rank, world_size=world_size)
+        augment=cfg.data.augment, rank=rank, world_size=world_size,
+        spatial=cfg.augment.spatial, intensity=cfg.augment.intensity, scale=cfg.augment.scale)
     entries = getattr(getattr(loader, "dataset", None), "entries", None)  # None: not an array loader
     if entries is not None and not entries:
         raise PretrainError(f"no images to pre-train on in {output}: {_selection_counts(output, cfg)}")
