@@ -7,6 +7,7 @@
              [--device auto|cpu|cuda] [--resume]
     torchrun --nproc-per-node K -m pretrain.cli OUTPUT --run-dir RUN ...   # DDP
     pretrain export RUN --out weights.pth [--with-decoder]
+    pretrain export RUN --format nnssl --out DIR   # DIR/checkpoint_final.pth for nnssl's nnU-Net fork
     pretrain bench-loader ...      # forwarded to pretrain.bench_loader.main
 """
 
@@ -64,6 +65,9 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="weights file to write (.pth)")
     p.add_argument("--with-decoder", action="store_true",
                    help="also export decoder weights (needed by nnU-Net's -pretrained_weights)")
+    p.add_argument("--format", choices=("plain", "nnssl"), default="plain",
+                   help="plain: a weights file for stock nnU-Net; nnssl: OUT is a directory that gets "
+                        "checkpoint_final.pth + adaptation_plan.json for nnssl's nnU-Net fine-tuning")
     return p
 
 
@@ -167,10 +171,25 @@ def run_export(argv: Sequence[str]) -> int:
     from pretrain.export import export_run
 
     args = _export_parser().parse_args(argv)
+    if args.format == "nnssl":
+        return _export_nnssl(args)
     payload = export_run(args.run, args.out, with_decoder=args.with_decoder)
     n = sum(v.numel() for v in payload["state_dict"].values())
     print(f"pretrain export: {len(payload['state_dict'])} tensors ({n:,} values, step "
           f"{payload['pretrain']['step']}) -> {args.out}")
+    return 0
+
+
+def _export_nnssl(args: argparse.Namespace) -> int:
+    from pretrain.export import NNSSL_CHECKPOINT, export_nnssl
+
+    if args.out.suffix in (".pth", ".pt"):
+        raise ValueError(f"--format nnssl writes a directory ({NNSSL_CHECKPOINT} + adaptation_plan.json); "
+                         f"got the file name {args.out}")
+    payload = export_nnssl(args.run, args.out)
+    weights = payload["network_weights"]
+    print(f"pretrain export: {len(weights)} tensors ({sum(v.numel() for v in weights.values()):,} values, "
+          f"step {payload['mri_curate']['step']}) -> {args.out / NNSSL_CHECKPOINT} (nnssl layout)")
     return 0
 
 
