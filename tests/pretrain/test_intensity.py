@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pretrain.intensity import (
-    AMAES, IntensityConfig, bias_field, degrade, gamma_transform, gaussian_blur, gibbs_ringing, motion_ghosting,
+    AMAES, IntensityConfig, bias_field, degrade, gamma_transform, gaussian_blur, gaussian_blur_conv, gibbs_ringing,
+    motion_ghosting,
     simulate_lowres, unit_range,
 )
 
@@ -80,9 +81,10 @@ def test_identity_settings_are_identities(crop):
 
 
 def test_analytic_cases(crop):
-    # blur keeps a constant
+    # blur keeps a constant; the CPU (scipy) and the GPU (conv3d) paths agree
     const = torch.full((12, 12, 12), 2.5)
     assert torch.allclose(gaussian_blur(const, 1.0), const)
+    torch.testing.assert_close(gaussian_blur(crop, 0.7), gaussian_blur_conv(crop, 0.7), atol=1e-5, rtol=1e-5)
     # gamma inversion: the output is the mirror of the range
     inv = gamma_transform(crop, 1.0, True)
     assert torch.allclose(inv, crop.max() + crop.min() - crop, atol=1e-5)
