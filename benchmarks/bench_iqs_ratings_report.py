@@ -50,12 +50,14 @@ def label_table(result: dict[str, Any]) -> list[str]:
 
 def weight_table(weights: dict[str, Any]) -> list[str]:
     lines = ["| our measure | MRIQC IQM | match | higher is worse | LOSO AUC alone | sites agreeing | "
-             "DS030 AUC alone (ABIDE direction) | logistic coef. (per site IQR) | weight |",
-             "|" + "---|" * 9]
+             "DS030 AUC alone (ABIDE direction) | coef., all ten | coef., consistent model | "
+             "LOSO folds keeping it | weight |",
+             "|" + "---|" * 11]
     for ours, row in weights["measures"].items():
         lines.append(f"| `{ours}` | `{row['iqm']}` | {row['match']} | {'yes' if row['higher_is_worse'] else 'no'} "
                      f"| {row['loso_auc_alone']:.3f} | {row['sites_agreeing']} | {row['ds030_auc_alone']:.3f} | "
-                     f"{row['logistic_coef_per_site_iqr']:+.3f} | {row['weight']:.2f} |")
+                     f"{row['coef_all_ten']:+.3f} | {row['coef']:+.3f} | {row['folds_keeping']} | "
+                     f"{row['weight']:.2f} |")
     return lines
 
 
