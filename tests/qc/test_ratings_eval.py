@@ -99,3 +99,15 @@ def test_our_measures_predict_held_out_sites_of_the_shipped_ratings() -> None:
     shuffled = y.groupby(abide["site"]).transform(lambda s: pd.Series(rng.permutation(s.to_numpy()), s.index))
     folds_s, held_s = rev.loso_logistic(rev.site_normalise(abide, cols), shuffled, abide["site"])
     assert rev.summarise(folds_s, shuffled.to_numpy(float), held_s)["pooled_auc"] < 0.62
+
+
+def test_the_consistent_model_keeps_the_planted_feature_only() -> None:
+    frame = _toy(seed=3)
+    z = rev.site_normalise(frame, ["signal", "noise1", "noise2"])
+    # A suppressor: a copy of the signal plus a label-free part the model can trade against it.
+    z["mixed"] = z["signal"] + 3.0 * z["noise1"]
+    model, kept, directions = rev.consistent_fit(z, frame["label"], frame["site"])
+    assert "signal" in kept and "noise2" not in kept
+    assert directions["signal"] is True
+    coef = dict(zip(kept, model.coef_[0]))
+    assert all((coef[c] > 0) == directions[c] for c in kept)
