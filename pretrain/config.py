@@ -20,14 +20,20 @@ manifests.tomlconfig.ConfigError: optim.lr must be float, got 'fast'
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from manifests import tomlconfig
+from manifests.filters import Selection
+from manifests.schema import Anonymization, Modality
 from manifests.tomlconfig import ConfigError
 
 MODEL_NAMES = ("resenc-l", "tiny")
+BALANCE = ("image", "subject", "dataset")
+MODALITY_NAMES = tuple(m.value for m in Modality)
+ANONYMIZATION_NAMES = tuple(a.value for a in Anonymization)
 
 
 class PretrainError(RuntimeError):
@@ -78,7 +84,18 @@ class OptimConfig:
 
 @dataclass(frozen=True, slots=True)
 class DataConfig:
-    """Patch sampling and the manifest selection handed to the loader."""
+    """Patch sampling, the manifest selection handed to the loader, and sampling balance.
+
+    Selection (:class:`manifests.Selection`): ``modalities`` / ``datasets`` keep only
+    the listed ones (empty: all), ``exclude_datasets`` and ``exclude_anonymization``
+    leave some out, ``max_iqs`` is the IQS limit and ``max_iqs_by_modality`` replaces
+    it per modality (``{ FA = 3.5 }``); rows without a score pass a limit only with
+    ``keep_unscored``.  ``balance`` draws each epoch's images so that every ``image``,
+    ``subject`` or ``dataset`` group is picked with probability proportional to
+    ``size ** balance_alpha`` (0: groups equally often; 1: as often as their images,
+    i.e. plain image sampling).  ``follow`` keeps re-reading the manifest of a build that
+    is still running (see ``pretrain --follow``).
+    """
 
     patch_size: int = 160
     batch_size: int = 8
@@ -86,6 +103,23 @@ class DataConfig:
     val_fraction: float = 0.05
     max_iqs: float | None = None
     augment: bool = True
+    modalities: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    exclude_datasets: tuple[str, ...] = ()
+    exclude_anonymization: tuple[str, ...] = ()
+    max_iqs_by_modality: dict[str, float] = field(default_factory=dict)
+    keep_unscored: bool = False
+    balance: str = "image"
+    balance_alpha: float = 0.0
+    follow: bool = False
+
+    def selection(self) -> Selection:
+        """The :class:`manifests.Selection` these settings describe (included rows only)."""
+        return Selection(
+            modalities=self.modalities or None, datasets=self.datasets or None,
+            exclude_datasets=self.exclude_datasets, exclude_anonymization=self.exclude_anonymization,
+            max_iqs=self.max_iqs, max_iqs_by_modality=tuple(sorted(self.max_iqs_by_modality.items())),
+            keep_unscored=self.keep_unscored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +154,56 @@ class PretrainConfig:
         validate(self)
 
 
+def _positive(where: str, value: float, *, zero: bool = False, finite: bool = True) -> None:
+    """Refuse a NaN, a negative (or, unless ``zero``, a zero) or (if ``finite``) an infinite value."""
+    ok = value >= 0 if zero else value > 0  # False for NaN
+    if not ok or (finite and not math.isfinite(value)):
+        bound = ">= 0" if zero else "> 0"
+        raise ConfigError(f"{where} must be a {'finite ' if finite else ''}number {bound}, got {value}")
+
+
+def _choices(where: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ConfigError(f"{where}: unknown value(s) {', '.join(map(repr, bad))}; "
+                          f"choose from {', '.join(allowed)}")
+
+
+def _check_optim(o: OptimConfig) -> None:
+    _positive("optim.lr", o.lr)
+    if not 0.0 <= o.momentum < 1.0:
+        raise ConfigError(f"optim.momentum must be in [0, 1), got {o.momentum}")
+    _positive("optim.weight_decay", o.weight_decay, zero=True)
+    _positive("optim.poly_exponent", o.poly_exponent, zero=True)
+    _positive("optim.grad_clip", o.grad_clip)
+    if o.max_steps < 1:
+        raise ConfigError(f"optim.max_steps must be >= 1, got {o.max_steps}")
+
+
+def _check_data(d: DataConfig) -> None:
+    if d.patch_size < 1 or d.batch_size < 1:
+        raise ConfigError("data.patch_size and data.batch_size must be positive")
+    if d.workers < 0:
+        raise ConfigError(f"data.workers must be >= 0, got {d.workers}")
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
+    for where, value in [("data.max_iqs", d.max_iqs), *((f"data.max_iqs_by_modality.{m}", v)
+                                                        for m, v in d.max_iqs_by_modality.items())]:
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value}")
+    _choices("data.modalities", d.modalities, MODALITY_NAMES)
+    _choices("data.max_iqs_by_modality", tuple(d.max_iqs_by_modality), MODALITY_NAMES)
+    _choices("data.exclude_anonymization", d.exclude_anonymization, ANONYMIZATION_NAMES)
+    _choices("data.balance", (d.balance,), BALANCE)
+    if not 0.0 <= d.balance_alpha <= 1.0:
+        raise ConfigError(f"data.balance_alpha must be in [0, 1], got {d.balance_alpha}")
+    both = set(d.datasets) & set(d.exclude_datasets)
+    if both:
+        raise ConfigError(f"data.datasets and data.exclude_datasets both name {', '.join(sorted(both))}")
+
+
 def validate(cfg: PretrainConfig) -> None:
-    """Raise :class:`ConfigError` for values no run can use."""
+    """Raise :class:`ConfigError` (one line) for values no run can use."""
     if cfg.model.name not in MODEL_NAMES:
         raise ConfigError(f"model.name must be one of {MODEL_NAMES}, got {cfg.model.name!r}")
     m = cfg.masking
@@ -130,14 +212,14 @@ def validate(cfg: PretrainConfig) -> None:
                           f"got {m.ratio_min}, {m.ratio_max}")
     if m.block_size is not None and m.block_size < 1:
         raise ConfigError(f"masking.block_size must be positive, got {m.block_size}")
-    if cfg.optim.max_steps < 1 or cfg.optim.lr <= 0:
-        raise ConfigError("optim.max_steps and optim.lr must be positive")
-    if cfg.data.patch_size < 1 or cfg.data.batch_size < 1:
-        raise ConfigError("data.patch_size and data.batch_size must be positive")
+    _check_optim(cfg.optim)
+    _check_data(cfg.data)
     if cfg.run.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"run.device must be 'auto', 'cpu' or 'cuda', got {cfg.run.device!r}")
     if cfg.run.checkpoint_every < 1 or cfg.run.log_every < 1:
         raise ConfigError("run.checkpoint_every and run.log_every must be positive")
+    if not 0 <= cfg.run.seed < 2**63:
+        raise ConfigError(f"run.seed must be in [0, 2**63), got {cfg.run.seed}")
 
 
 def load_config_text(text: str) -> PretrainConfig:

@@ -20,14 +20,14 @@ The file holds
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import torch
+from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
 from torch import nn
 
-from pretrain.checkpoint import CHECKPOINT_NAME, atomic_save, read_checkpoint
+from pretrain.checkpoint import CHECKPOINT_NAME, UnsafeFileError, atomic_save, read_checkpoint, safe_load
 from pretrain.model import unet_kwargs
 
 FORMAT = "mri-curate-pretrained-weights/1"
@@ -40,11 +40,21 @@ def _dotted(obj: Any) -> Any:
     return None if obj is None else f"{obj.__module__}.{obj.__qualname__}"
 
 
-def _locate(name: str | None) -> Any:
+#: The only classes an exported file may name (by their dotted names); nothing is imported
+#: by a name read from a file.
+NETWORKS: dict[str, type[nn.Module]] = {NETWORK_CLASS: ResidualEncoderUNet}
+OPS: dict[str, type[nn.Module]] = {_dotted(c): c for c in (
+    nn.Conv3d, nn.Conv2d, nn.InstanceNorm3d, nn.InstanceNorm2d, nn.BatchNorm3d, nn.BatchNorm2d,
+    nn.Dropout3d, nn.Dropout2d, nn.Dropout, nn.LeakyReLU, nn.ReLU, nn.GELU)}
+
+
+def _locate(name: str | None, registry: dict[str, Any], what: str) -> Any:
     if name is None:
         return None
-    module, _, attr = name.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
+    if not isinstance(name, str) or name not in registry:
+        raise UnsafeFileError(f"{what} {str(name)[:100]!r} is not one pretrain builds "
+                              f"(known: {', '.join(sorted(registry))})")
+    return registry[name]
 
 
 def architecture(model_name: str) -> dict[str, Any]:
@@ -70,8 +80,8 @@ def build_network(arch: dict[str, Any], num_classes: int, input_channels: int = 
     """Instantiate the plain nnU-Net network an exported ``architecture`` describes."""
     kwargs = dict(arch["arch_kwargs"])
     for key in arch.get("_kw_requires_import", ()):
-        kwargs[key] = _locate(kwargs[key])
-    cls = _locate(arch["network_class_name"])
+        kwargs[key] = _locate(kwargs.get(key), OPS, f"arch_kwargs.{key}")
+    cls = _locate(arch["network_class_name"], NETWORKS, "network class")
     return cls(input_channels=input_channels, num_classes=num_classes,
                deep_supervision=deep_supervision, **kwargs)
 
@@ -117,8 +127,22 @@ def export_run(run_dir: Path, out: Path, with_decoder: bool = False) -> dict[str
 
 
 def load_exported(path: Path) -> dict[str, Any]:
-    """Read an exported weights file, checking its format."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    """Read an exported weights file (``weights_only=True``), checking its format and classes.
+
+    Raises
+    ------
+    UnsafeFileError
+        For a file that needs code to load or names a class outside :data:`NETWORKS` / :data:`OPS`.
+    ValueError
+        For a file that is not an export of ``pretrain export``.
+    """
+    payload = safe_load(Path(path), "weights file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a weights file written by `pretrain export`")
+    arch = payload.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("arch_kwargs"), dict):
+        raise ValueError(f"{path} has no network architecture")
+    _locate(arch.get("network_class_name"), NETWORKS, "network class")
+    for key in arch.get("_kw_requires_import", ()):
+        _locate(arch["arch_kwargs"].get(key), OPS, f"arch_kwargs.{key}")
     return payload

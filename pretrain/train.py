@@ -161,9 +161,15 @@ def batch_stream(source: Iterable[Batch], position: Position) -> Iterator[Batch]
 
 
 def append_metrics(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line to ``RUN/metrics.jsonl``."""
+    """Append one JSON line to ``RUN/metrics.jsonl``; a non-finite number is written as ``null``.
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "m.jsonl"
+    >>> append_metrics(p, {"step": 1, "grad_norm": float("inf")}); p.read_text()
+    '{"step": 1, "grad_norm": null}\\n'
+    """
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
     with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(json.dumps(clean, allow_nan=False) + "\n")
 
 
 def truncate_metrics(path: Path, step: int) -> None:
@@ -264,7 +270,10 @@ def _loop(cfg: PretrainConfig, model: nn.Module, optimizer: torch.optim.Optimize
             window["samples"] += batch["image"].shape[0]
             window["steps"] += 1
             if not math.isfinite(result.loss):
-                raise FloatingPointError(f"loss became {result.loss} at step {position.step}")
+                raise PretrainError(
+                    f"the loss became {result.loss} at step {position.step}; the run stopped "
+                    f"(RUN/checkpoints/last.pt keeps the last good state: lower optim.lr or "
+                    f"optim.grad_clip, or check the data)")
             if position.step % cfg.run.log_every == 0 or position.step == last:
                 _log(metrics, position.step, result, lr, window, info)
                 window = _new_window()
