@@ -230,7 +230,7 @@ class IqsConfig:
     """Automatic image-quality score (OpenMind App. B.1 rules, calibrated measures).
 
     ``calibration`` is a JSON file of knots (``None``: the packaged
-    ``qc/calibration/iqs_v1.json``); ``ratings`` a CSV of human ratings that take
+    ``qc/calibration/iqs_v2.json``); ``ratings`` a CSV of human ratings that take
     precedence (columns ``dataset, modality, rating`` or ``image_id, rating``);
     ``max_iqs`` excludes rows whose final score is above it (reason ``iqs``);
     ``score_from`` picks the final ``iqs`` when no human rating applies:
@@ -242,7 +242,7 @@ class IqsConfig:
     calibration: str | None = None
     ratings: str | None = None
     score_from: Literal["image", "group"] = "image"
-    max_border_fraction: Fraction = 0.1
+    max_border_fraction: Fraction = 0.25
     min_head_fraction: Fraction = 0.03
     max_bad_slices: NonNegativeInt = 0
 

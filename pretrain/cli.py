@@ -2,7 +2,7 @@
 
 ::
 
-    pretrain OUTPUT --run-dir RUN [--config FILE] [--max-steps N]
+    pretrain OUTPUT --run-dir RUN [--config FILE] [--method s3d|mae|amaes] [--max-steps N]
              [--patch-size P] [--batch-size B] [--model resenc-l|tiny]
              [--device auto|cpu|cuda] [--resume] [--follow]
              [--modality M ...] [--dataset D ...] [--exclude-dataset D ...]
@@ -10,6 +10,7 @@
              [--keep-unscored] [--balance image|subject|dataset] [--balance-alpha A]
     torchrun --nproc-per-node K -m pretrain.cli OUTPUT --run-dir RUN ...   # DDP
     pretrain export RUN --out weights.pth [--with-decoder]
+    pretrain export RUN --format nnssl --out DIR   # DIR/checkpoint_final.pth for nnssl's nnU-Net fork
     pretrain bench-loader ...      # forwarded to pretrain.bench_loader.main
 """
 
@@ -26,6 +27,7 @@ from types import ModuleType
 from pretrain.config import (
     ANONYMIZATION_NAMES,
     BALANCE,
+    METHODS,
     MODEL_NAMES,
     ConfigError,
     PretrainConfig,
@@ -52,6 +54,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="batch size per process")
     p.add_argument("--workers", type=int, help="data-loading worker processes per rank")
     p.add_argument("--model", choices=MODEL_NAMES, help="network (tiny: CPU smoke runs)")
+    p.add_argument("--method", choices=METHODS, help="pre-training method preset (default s3d; "
+                   "the config file's values override the preset)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -97,6 +101,9 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="weights file to write (.pth)")
     p.add_argument("--with-decoder", action="store_true",
                    help="also export decoder weights (needed by nnU-Net's -pretrained_weights)")
+    p.add_argument("--format", choices=("plain", "nnssl"), default="plain",
+                   help="plain: a weights file for stock nnU-Net; nnssl: OUT is a directory that gets "
+                        "checkpoint_final.pth + adaptation_plan.json for nnssl's nnU-Net fine-tuning")
     return p
 
 
@@ -105,7 +112,7 @@ def build_config(args: argparse.Namespace) -> PretrainConfig:
     path = args.config
     if path is None and args.resume and (args.run_dir / "config.toml").is_file():
         path = args.run_dir / "config.toml"
-    cfg = load_config(path)
+    cfg = load_config(path, method=args.method)
     return override(
         cfg,
         model={"name": args.model},
@@ -150,7 +157,8 @@ def make_source(cfg: PretrainConfig, output: Path, rank: int, world_size: int,
             workers=workers, selection=cfg.data.selection(), split="train",
             val_fraction=cfg.data.val_fraction, seed=cfg.run.seed, augment=cfg.data.augment,
             rank=rank, world_size=world_size, follow=cfg.data.follow, balance=cfg.data.balance,
-            balance_alpha=cfg.data.balance_alpha)
+            balance_alpha=cfg.data.balance_alpha, spatial=cfg.augment.spatial,
+            intensity=cfg.augment.intensity, scale=cfg.augment.scale)
 
     def has_images(loader) -> bool:  # noqa: ANN001
         entries = getattr(getattr(loader, "dataset", None), "entries", None)  # None: not an array loader
@@ -221,10 +229,25 @@ def run_export(argv: Sequence[str]) -> int:
     from pretrain.export import export_run
 
     args = _export_parser().parse_args(argv)
+    if args.format == "nnssl":
+        return _export_nnssl(args)
     payload = export_run(args.run, args.out, with_decoder=args.with_decoder)
     n = sum(v.numel() for v in payload["state_dict"].values())
     print(f"pretrain export: {len(payload['state_dict'])} tensors ({n:,} values, step "
           f"{payload['pretrain']['step']}) -> {args.out}")
+    return 0
+
+
+def _export_nnssl(args: argparse.Namespace) -> int:
+    from pretrain.export import NNSSL_CHECKPOINT, export_nnssl
+
+    if args.out.suffix in (".pth", ".pt"):
+        raise ValueError(f"--format nnssl writes a directory ({NNSSL_CHECKPOINT} + adaptation_plan.json); "
+                         f"got the file name {args.out}")
+    payload = export_nnssl(args.run, args.out)
+    weights = payload["network_weights"]
+    print(f"pretrain export: {len(weights)} tensors ({sum(v.numel() for v in weights.values()):,} values, "
+          f"step {payload['mri_curate']['step']}) -> {args.out / NNSSL_CHECKPOINT} (nnssl layout)")
     return 0
 
 

@@ -6,6 +6,13 @@ the 5^3 bottleneck, masking ratio ~ U[0.6, 0.9], SGD with Nesterov momentum 0.99
 lr 1e-2, weight decay 3e-5, poly decay (0.9), 250k steps, gradient clipping 12.
 Changing one number is a TOML edit or a CLI flag, never a subclass.
 
+``[method] name`` picks one of three methods of the same module: ``s3d`` (the defaults),
+``mae`` (nnssl's dense MAE: the plain U-Net on the masked input) or ``amaes`` (AMAES:
+dense MAE with input-only intensity augmentations, 4^3 tokens at ratio 0.6, the loss on
+the whole volume, AdamW with warm-up then cosine decay, [0, 1] intensities).  A method
+is a preset: ``pretrain/presets/<name>.toml`` is read first and the file's own values
+override it, so a dumped ``RUN/config.toml`` (every value explicit) reloads unchanged.
+
 Examples
 --------
 >>> cfg = load_config_text('[optim]\\nlr = 0.001\\n[model]\\nname = "tiny"\\n')
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,8 @@ MODEL_NAMES = ("resenc-l", "tiny")
 BALANCE = ("image", "subject", "dataset")
 MODALITY_NAMES = tuple(m.value for m in Modality)
 ANONYMIZATION_NAMES = tuple(a.value for a in Anonymization)
+METHODS = ("s3d", "mae", "amaes")
+PRESETS = Path(__file__).resolve().parent / "presets"
 
 
 class PretrainError(RuntimeError):
@@ -53,6 +63,7 @@ class ModelConfig:
     sparse: bool = True
     mask_token: bool = True
     densify: bool = True
+    skips: bool = True  # dense MAE only: false feeds the decoder zeros for every skip (AMAES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +82,12 @@ class MaskingConfig:
 
 @dataclass(frozen=True, slots=True)
 class OptimConfig:
-    """SGD with Nesterov momentum and poly learning-rate decay (nnU-Net defaults)."""
+    """SGD with Nesterov momentum and poly learning-rate decay (nnU-Net defaults).
+
+    ``name = "adamw"`` (with ``amsgrad``, ``eps``; ``momentum``/``nesterov`` unused) and
+    ``schedule = "cosine"`` give AMAES's recipe; the first ``warmup_fraction`` of
+    ``max_steps`` ramps the rate linearly from 1/1000 of ``lr`` before either schedule.
+    """
 
     lr: float = 1e-2
     momentum: float = 0.99
@@ -80,6 +96,11 @@ class OptimConfig:
     poly_exponent: float = 0.9
     max_steps: int = 250_000
     grad_clip: float = 12.0
+    name: str = "sgd"
+    schedule: str = "poly"
+    warmup_fraction: float = 0.0
+    amsgrad: bool = False
+    eps: float = 1e-8
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +148,8 @@ class RunConfig:
     """Devices, numerics and bookkeeping.
 
     ``device`` ``auto`` picks CUDA when available.  ``bf16``, ``compile`` and
-    ``channels_last`` only take effect on CUDA.
+    ``channels_last`` take effect on CUDA, and on the CPU too with ``switches_on_cpu``
+    (to test them without a GPU: bf16 autocast exists on CPU, but is slow there).
     """
 
     device: str = "auto"
@@ -138,6 +160,33 @@ class RunConfig:
     log_every: int = 10
     checkpoint_every: int = 1000
     progress: bool = True
+    switches_on_cpu: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MethodConfig:
+    """The pre-training method (module docstring) and its loss region.
+
+    ``loss`` ``masked``: masked voxels only (S3D, MAE); ``all``: the whole volume (AMAES's
+    default).  The anonymization-aware weight and the padding mask apply to both.
+    """
+
+    name: str = "s3d"
+    loss: str = "masked"
+
+
+@dataclass(frozen=True, slots=True)
+class AugmentSettings:
+    """The loader's augmentation presets and intensity scale (see :mod:`pretrain.data`).
+
+    ``spatial``: ``nnssl`` or ``amaes`` (input and target alike); ``intensity``: ``none``
+    or ``amaes`` (input only: augmentation reversal); ``scale``: ``zscore`` (as stored)
+    or ``unit`` ([0, 1] per crop).  ``[data] augment = false`` turns spatial ones off.
+    """
+
+    spatial: str = "nnssl"
+    intensity: str = "none"
+    scale: str = "zscore"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +198,8 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -220,16 +271,78 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError("run.checkpoint_every and run.log_every must be positive")
     if not 0 <= cfg.run.seed < 2**63:
         raise ConfigError(f"run.seed must be in [0, 2**63), got {cfg.run.seed}")
+    validate_method(cfg)
 
 
-def load_config_text(text: str) -> PretrainConfig:
-    """Parse TOML text into a :class:`PretrainConfig`."""
-    return tomlconfig.load_text(PretrainConfig, text)
+_CHOICES = {("method", "name"): METHODS, ("method", "loss"): ("masked", "all"),
+            ("optim", "name"): ("sgd", "adamw"), ("optim", "schedule"): ("poly", "cosine"),
+            ("augment", "spatial"): ("nnssl", "amaes"), ("augment", "intensity"): ("none", "amaes"),
+            ("augment", "scale"): ("zscore", "unit")}
 
 
-def load_config(path: Path | None) -> PretrainConfig:
-    """Load a TOML file; ``None`` gives the defaults."""
-    return tomlconfig.load_file(PretrainConfig, path)
+def validate_method(cfg: PretrainConfig) -> None:
+    """The method, optimiser and augmentation settings (:func:`validate` calls it)."""
+    for (section, name), allowed in _CHOICES.items():
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{section}.{name} must be one of {allowed}, got {value!r}")
+    if (cfg.method.name == "s3d") != cfg.model.sparse:
+        raise ConfigError(f"method {cfg.method.name!r} needs model.sparse = {str(cfg.method.name == 's3d').lower()}"
+                          " (S3D is the sparse encoder; MAE and AMAES run the dense U-Net)")
+    if not cfg.model.skips and cfg.model.sparse:
+        raise ConfigError("model.skips = false is for the dense MAE (model.sparse = false)")
+    o = cfg.optim
+    if not 0.0 <= o.warmup_fraction < 1.0:
+        raise ConfigError(f"optim.warmup_fraction must be in [0, 1), got {o.warmup_fraction}")
+    if o.weight_decay < 0 or o.grad_clip <= 0 or not 0 < o.eps < 1:
+        raise ConfigError("optim.weight_decay must be >= 0, optim.grad_clip > 0, optim.eps in (0, 1)")
+
+
+def preset_dict(method: str) -> dict[str, Any]:
+    """The TOML preset of ``method`` as a dict (``pretrain/presets/<method>.toml``)."""
+    if method not in METHODS:
+        raise ConfigError(f"method.name must be one of {METHODS}, got {method!r}")
+    return tomllib.loads((PRESETS / f"{method}.toml").read_text(encoding="utf-8"))
+
+
+def _merged(preset: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(preset)
+    for key, value in data.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def with_preset(data: dict[str, Any], method: str | None = None) -> dict[str, Any]:
+    """``data`` (parsed TOML) over its method's preset; ``method`` overrides ``[method] name``."""
+    section = data.get("method", {})
+    if not isinstance(section, dict):
+        raise ConfigError("[method] must be a table")
+    name = method or section.get("name", "s3d")
+    if not isinstance(name, str):
+        raise ConfigError(f"method.name must be str, got {name!r}")
+    merged = _merged(preset_dict(name), data)
+    merged.setdefault("method", {})["name"] = name
+    return merged
+
+
+def load_config_text(text: str, method: str | None = None) -> PretrainConfig:
+    """Parse TOML text into a :class:`PretrainConfig` (over its method's preset)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}") from exc
+    return tomlconfig.from_dict(PretrainConfig, with_preset(data, method))
+
+
+def load_config(path: Path | None, method: str | None = None) -> PretrainConfig:
+    """Load a TOML file; ``None`` gives the defaults (of ``method``'s preset when given)."""
+    if path is None:
+        return load_config_text("", method)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    return load_config_text(text, method)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

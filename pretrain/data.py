@@ -12,6 +12,13 @@ Iterating the loader yields one dict per batch, every value a torch tensor:
 * ``anon_mask``    B x 1 x P x P x P, uint8 0/1 (1 = changed by anonymization)
 * ``anatomy_mask`` B x 1 x P x P x P, uint8 0/1 (1 = subject tissue)
 * ``valid``        B x 1 x P x P x P, bool (False where the crop is padding)
+* ``target``       B x 1 x P x P x P, float32, only with input-only intensity augmentation
+  (AMAES's augmentation reversal, ``intensity="amaes"``): the crop before those
+  transforms, which ``image`` then went through (spatial transforms are in both)
+
+``scale="unit"`` maps each crop's valid voxels to [0, 1] (AMAES's intensity range) on
+top of the stored z-scored values; ``spatial`` names the spatial augmentation preset
+(``"nnssl"``, ``"amaes"``: :data:`pretrain.augment.SPATIAL_PRESETS`).
 
 One pass over the loader is one epoch: every selected image of this split and
 rank appears exactly once (one random crop each).  With ``balance="subject"`` or
@@ -41,7 +48,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 import manifests
 
-from pretrain.augment import AugmentConfig, crop_and_flip, region_masks, resample, sample_grid, sample_params, source_window
+from pretrain.augment import (
+    SPATIAL_PRESETS, AugmentConfig, SpatialParams, crop_and_flip, elastic_displacement, region_masks, resample,
+    sample_grid, sample_params, source_window,
+)
+from pretrain.intensity import INTENSITY_PRESETS, SCALES, IntensityConfig, degrade, unit_range
 from pretrain.data_io import ArrayFileError, ArrayHandle, open_array, sample_centre, split_masks
 from pretrain.sampling import BALANCE, balance_weights, epoch_order, samples_before, shard, slots
 
@@ -139,10 +150,14 @@ class CropDataset(IterableDataset):
                  split: str = "train", val_fraction: float = 0.05, seed: int = 0, augment: bool = True,
                  rank: int = 0, world_size: int = 1, follow: bool = False, anatomy_bias: float = 0.9,
                  augment_config: AugmentConfig = AugmentConfig(), balance: str = "image",
-                 balance_alpha: float = 0.0) -> None:
+                 balance_alpha: float = 0.0, intensity: IntensityConfig | None = None,
+                 scale: str = "zscore") -> None:
         super().__init__()
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+        self.intensity, self.scale = intensity, scale
         self.root = Path(output_dir)
         self.patch = int(patch_size)
         self.selection, self.split, self.val_fraction = selection, split, val_fraction
@@ -261,8 +276,20 @@ class CropDataset(IterableDataset):
         params = sample_params(rng, self.aug, self.augment)
         centre = self._clamp_centre(sample_centre(handle, rng, self.anatomy_bias), handle.shape)
         if params.interpolate:
-            return self._resampled(handle, centre, params.matrix)
-        return self._cropped(handle, centre, np.sign(np.diag(params.matrix)))
+            sample = self._resampled(handle, centre, params)
+        else:
+            sample = self._cropped(handle, centre, np.sign(np.diag(params.matrix)))
+        return self._finish(sample, rng)
+
+    def _finish(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        """Intensity scaling, then the input-only intensity augmentation (target kept)."""
+        if self.scale == "unit":
+            sample["image"] = unit_range(sample["image"], sample["valid"])
+        if self.intensity is not None:
+            degraded, _ = degrade(sample["image"][0], rng, self.intensity)
+            sample["target"] = sample["image"]
+            sample["image"] = (degraded * sample["valid"][0])[None]  # padding stays 0 in both
+        return sample
 
     def _clamp_centre(self, centre: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """Keep the un-augmented patch inside the array (or the array inside the patch)."""
@@ -282,10 +309,14 @@ class CropDataset(IterableDataset):
         return {"image": torch.from_numpy(image), "anon_mask": torch.from_numpy(anon),
                 "anatomy_mask": torch.from_numpy(anatomy), "valid": torch.from_numpy(valid[None])}
 
-    def _resampled(self, handle: ArrayHandle, centre: np.ndarray, matrix: np.ndarray) -> Sample:
-        lo, hi = source_window(centre, matrix, self.patch, handle.shape)
+    def _resampled(self, handle: ArrayHandle, centre: np.ndarray, params: SpatialParams) -> Sample:
+        displacement, margin = None, 0.0
+        if params.elastic is not None:
+            displacement = elastic_displacement(self.patch, *params.elastic)
+            margin = float(displacement.abs().max()) + 1.0
+        lo, hi = source_window(centre, params.matrix, self.patch, handle.shape, margin)
         image, masks = handle.read(lo, hi)
-        grid = sample_grid(centre, matrix, self.patch, lo, image.shape)
+        grid = sample_grid(centre, params.matrix, self.patch, lo, image.shape, displacement=displacement)
         return resample(torch.from_numpy(image), region_masks(masks), grid)
 
 
@@ -327,7 +358,8 @@ def make_loader(output_dir: Path | str, *, patch_size: int, batch_size: int, wor
                 selection: manifests.Selection | None = None, split: str = "train",
                 val_fraction: float = 0.05, seed: int = 0, augment: bool = True, rank: int = 0,
                 world_size: int = 1, follow: bool = False, balance: str = "image",
-                balance_alpha: float = 0.0) -> DataLoader:
+                balance_alpha: float = 0.0, spatial: str = "nnssl", intensity: str = "none",
+                scale: str = "zscore") -> DataLoader:
     """The pre-training loader over ``OUTPUT`` (see the module docstring for the batch format).
 
     Examples
@@ -342,7 +374,8 @@ def make_loader(output_dir: Path | str, *, patch_size: int, batch_size: int, wor
     dataset = CropDataset(output_dir, patch_size=patch_size, selection=selection, split=split,
                           val_fraction=val_fraction, seed=seed, augment=augment, rank=rank,
                           world_size=world_size, follow=follow, balance=balance,
-                          balance_alpha=balance_alpha)
+                          balance_alpha=balance_alpha, augment_config=SPATIAL_PRESETS[spatial],
+                          intensity=INTENSITY_PRESETS[intensity], scale=scale)
     return EpochLoader(dataset, batch_size=batch_size, num_workers=workers,
                        pin_memory=torch.cuda.is_available(), worker_init_fn=_worker_init,
                        prefetch_factor=2 if workers > 0 else None, persistent_workers=False)
