@@ -183,12 +183,34 @@ def recorded_source(output: Path) -> Path | None:
 
 def index(source: Path, output: Path, config: CurateConfig, options: RunOptions,
           progress: Progress | None = None) -> IndexResult:
-    """``curate index``: header-only manifest of every image."""
+    """``curate index``: header-only manifest of every image.
+
+    On the OUTPUT of a build, the stage results of unchanged images are kept
+    (:func:`curate.resume.kept_rows`), so the next build has only new and
+    changed images to process.
+    """
     prepare_output(output, config)
     result = run_index(source, config, options, progress)
-    write_manifest(output, result.table, mio.new_run_id())
+    write_manifest(output, _keeping_stage_results(output, result, config), mio.new_run_id())
     record_source(output, source, result.kind)
     return result
+
+
+def _keeping_stage_results(output: Path, result: IndexResult, config: CurateConfig) -> pa.Table | list[ImageRecord]:
+    """The index rows, with the still-valid stage results of a build already in ``output``."""
+    manifest_dir = output / "manifests"
+    if not mio.list_parts(manifest_dir):
+        return result.table
+    previous = {r.image_id: r for r in mio.read_records(manifest_dir)}
+    if not any(r.stage_fingerprints for r in previous.values()):
+        return result.table
+    # Only here, on a built OUTPUT, does the index need the stages (their fingerprints).
+    from curate.resume import kept_rows
+    from curate.stages import default_stages
+    from curate.stages.runner import stage_fingerprints
+
+    stages = default_stages(config)
+    return kept_rows(result.records, previous, stages, stage_fingerprints(stages, config))
 
 
 __all__ = ["IndexResult", "index", "prepare_output", "record_source", "recorded_source", "run_index",

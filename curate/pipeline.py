@@ -28,8 +28,9 @@ from manifests.schema import ImageRecord
 from curate.config import CurateConfig
 from curate.discover import SourceError
 from curate.execution import Progress, RunOptions
-from curate.finalize import as_stages_left_it, finalize
+from curate.finalize import finalize
 from curate.indexing import IndexResult, index, prepare_output, record_source, run_index, write_manifest
+from curate.resume import children_of, resume
 from curate.stages import default_stages
 from curate.stages.base import Stage, StageContext, WorkItem
 from curate.stages.runner import process_batch, producer_of, reset, restore, stage_fingerprints
@@ -44,19 +45,14 @@ def _plan(result: IndexResult, previous: dict[str, ImageRecord], stages: Sequenc
           fps: dict[str, str], ctx: StageContext) -> tuple[list[WorkItem], list[int], list[ImageRecord]]:
     """Work items (with the stage index to start at) and rows that need no work at all."""
     files = result.source_files()
-    children: dict[str, list[ImageRecord]] = {}
-    for row in previous.values():
-        if row.derived_from:
-            children.setdefault(row.derived_from, []).append(row)
+    children = children_of(previous)
     items: list[WorkItem] = []
     starts: list[int] = []
     done: list[ImageRecord] = []
     for fresh in result.records:
         old = previous.get(fresh.image_id)
-        unchanged = old is not None and (old.file_size_bytes, old.source_mtime_ns) == (
-            fresh.file_size_bytes, fresh.source_mtime_ns)
-        record = restore(fresh, old if unchanged else None, stages, fps)
-        if unchanged and old is not None and as_stages_left_it(record) == as_stages_left_it(old):
+        record, finished = resume(fresh, old, stages, fps)
+        if finished and old is not None:
             done.append(old)
             done.extend(children.get(fresh.image_id, []))
             continue
