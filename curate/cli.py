@@ -16,6 +16,7 @@ from manifests.schema import SourceKind
 
 from curate.config import ConfigError, CurateConfig, load_config
 from curate.discover import SourceError
+from curate.errors import OutputError
 from curate.execution import RunOptions
 
 # The report, summary and build pipeline are imported where they are used:
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "status": _status}
     try:
         return commands[args.command](args)
-    except (SourceError, ConfigError) as exc:
+    except (SourceError, ConfigError, OutputError) as exc:
         print(f"curate: error: {exc}", file=sys.stderr)
         return 2
 

@@ -29,6 +29,7 @@ from curate.config import CurateConfig, dump_config
 from curate.discover import DatasetFiles, SourceError, holds_bids, raw_bids_roots, walk_bids, walk_plain
 from curate.execution import Progress, RunOptions, map_batches
 from curate.index import IndexBatch, index_batch_table, plan_batches
+from curate.output import OutputLock, check_paths, keep_earlier_rows
 from curate.atomic import write_json, write_text
 
 #: ``{image_id: (source root, image path, DICOM files relative to the root)}``.
@@ -185,14 +186,22 @@ def index(source: Path, output: Path, config: CurateConfig, options: RunOptions,
           progress: Progress | None = None) -> IndexResult:
     """``curate index``: header-only manifest of every image.
 
+    SOURCE and OUTPUT are checked first (:func:`curate.output.check_paths`)
+    and nothing is written to OUTPUT until SOURCE has been read; OUTPUT is
+    locked against a concurrent index or build (:class:`curate.output.OutputLock`).
+
     On the OUTPUT of a build, the stage results of unchanged images are kept
     (:func:`curate.resume.kept_rows`), so the next build has only new and
     changed images to process.
     """
-    prepare_output(output, config)
-    result = run_index(source, config, options, progress)
-    write_manifest(output, _keeping_stage_results(output, result, config), mio.new_run_id())
-    record_source(output, source, result.kind)
+    check_paths(source, output)
+    with OutputLock(output) as lock:
+        result = run_index(source, config, options, progress)  # nothing is written before SOURCE is read
+        keep_earlier_rows(output, len(result), source)
+        prepare_output(output, config)
+        lock.acquire()
+        write_manifest(output, _keeping_stage_results(output, result, config), mio.new_run_id())
+        record_source(output, source, result.kind)
     return result
 
 

@@ -27,9 +27,11 @@ from manifests.schema import ImageRecord
 
 from curate.config import CurateConfig
 from curate.discover import SourceError
+from curate.errors import OutOfSpace, is_out_of_space, out_of_space
 from curate.execution import Progress, RunOptions
 from curate.finalize import finalize
 from curate.indexing import IndexResult, index, prepare_output, record_source, run_index, write_manifest
+from curate.output import OutputLock, check_paths, keep_earlier_rows, sweep_temporaries
 from curate.resume import children_of, resume
 from curate.stages import default_stages
 from curate.stages.base import Stage, StageContext, WorkItem
@@ -143,12 +145,37 @@ class BuildResult:
 
 def build(source: Path, output: Path, config: CurateConfig, options: RunOptions,
           progress: Progress | None = None, stages: Sequence[Stage] | None = None) -> BuildResult:
-    """``curate build``: index plus every stage, resuming from a previous build in OUTPUT."""
-    prepare_output(output, config)
+    """``curate build``: index plus every stage, resuming from a previous build in OUTPUT.
+
+    SOURCE and OUTPUT are checked before anything is written, SOURCE is read
+    before OUTPUT is touched, and OUTPUT is locked for the whole build
+    (:mod:`curate.output`).  A full disk stops the build with
+    :class:`~curate.errors.OutOfSpace`; its temporary files are removed and a
+    rerun resumes from the rows already written.
+    """
+    output = output.absolute()  # never a relative path that starts with "-" (dcm2niix reads options)
+    check_paths(source, output)
+    with OutputLock(output) as lock:
+        result = run_index(source, config, options)
+        keep_earlier_rows(output, len(result), source)
+        prepare_output(output, config)
+        lock.acquire()
+        sweep_temporaries(output)  # left by a killed run
+        try:
+            return _build(source, output, config, options, result, progress, stages)
+        except BaseException as exc:
+            sweep_temporaries(output)
+            if is_out_of_space(exc) and not isinstance(exc, OutOfSpace):
+                raise out_of_space(getattr(exc, "filename", None) or output) from exc
+            raise
+
+
+def _build(source: Path, output: Path, config: CurateConfig, options: RunOptions, result: IndexResult,
+           progress: Progress | None, stages: Sequence[Stage] | None) -> BuildResult:
+    """The build once SOURCE is indexed and OUTPUT prepared and locked."""
     stages = list(stages if stages is not None else default_stages(config))
     fps = stage_fingerprints(stages, config)
     ctx = StageContext(source_root=source, output_root=output, config=config)
-    result = run_index(source, config, options)
     record_source(output, source, result.kind)
     manifest_dir = output / "manifests"
     previous = {r.image_id: r for r in mio.read_records(manifest_dir)}
