@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.dicom_geometry import PYDICOM_ERRORS
+from curate.errors import out_of_space
 from curate.io import UnreadableImage
 
 #: Name parts dcm2niix adds to a geometry-corrected copy of the raw stack.
@@ -179,6 +180,17 @@ def _run_dcm2niix(root: Path, rel_files: list[str], tmp: Path, name: str, inflat
     return proc, dst, links
 
 
+def _short_of_space(out_dir: Path, root: Path, rel_files: list[str]) -> bool:
+    """Whether ``out_dir``'s file system has less room than the series' files take (at least 1 MiB)."""
+    need = 0
+    for rel in rel_files:
+        try:
+            need += os.stat(root / rel).st_size
+        except OSError:
+            continue
+    return shutil.disk_usage(out_dir).free < max(need, 1 << 20)
+
+
 def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str,
                    timeout_s: float | None = None) -> Conversion:
     """Convert one series with dcm2niix into ``out_dir/name.nii.gz`` (+ json/bval/bvec).
@@ -193,6 +205,7 @@ def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str,
     UnreadableImage
         If dcm2niix fails, writes no image or runs longer than ``timeout_s``.
     """
+    out_dir = out_dir.absolute()  # dcm2niix would read a relative "-out/..." as an option
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
         proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, False, timeout_s)
@@ -204,6 +217,8 @@ def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str,
                 proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, True, timeout_s)
                 images = sorted(dst.glob("*.nii.gz"))
         if proc.returncode != 0 or not images:
+            if _short_of_space(out_dir, root, rel_files):  # dcm2niix says "unable to write": not the series' fault
+                raise out_of_space(out_dir)
             raise UnreadableImage(failure_reason(proc.stdout + proc.stderr, proc.returncode, links, syntax))
         image, note = pick_output(images, name)
         _move_outputs(image, dst, out_dir, name)
