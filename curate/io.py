@@ -21,7 +21,7 @@ from nibabel.spatialimages import HeaderDataError
 
 from curate import nifti
 from curate.atomic import temp_beside, write_bytes, write_json, write_text  # noqa: F401
-from curate.errors import is_out_of_space, out_of_space
+from curate.errors import describe, is_out_of_space, out_of_space
 
 # Header-only reads live in curate.headers (no nibabel import, for the index
 # pass); they are re-exported here so this stays the one I/O entry point.
@@ -102,7 +102,7 @@ def read_image(path: Path) -> ImageData:
             header = _header(fobj)
             data, notes = nifti.intensities(header.data_from_fileobj(fobj))
     except (*_READ_ERRORS, nifti.NotIntensities) as exc:
-        raise UnreadableImage(" ".join(f"data: {type(exc).__name__}: {exc}".split())) from exc
+        raise UnreadableImage(f"data: {describe(exc)}") from exc
     affine, affine_notes = nifti.best_affine(header)
     data = nifti.as_volume(data)
     zooms, zoom_notes = nifti.voxel_sizes(tuple(float(z) for z in header.get_zooms()),

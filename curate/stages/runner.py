@@ -20,6 +20,7 @@ from manifests.schema import ImageRecord
 from curate.config import CurateConfig, fingerprint
 from curate.errors import OutOfSpace, describe, is_out_of_space, out_of_space
 from curate.io import UnreadableImage
+from curate.terminal import printable
 from curate.stages.base import Stage, StageContext, WorkItem
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def _run_stage(stage: Stage, item: WorkItem, ctx: StageContext) -> tuple[list[Wo
         if isinstance(exc, UnreadableImage):
             item.record = item.record.excluded_for("unreadable", detail=f"{stage.name}: {exc}")
         else:  # a stage bug must cost one row, never the build
-            log.exception("stage %s failed on %s", stage.name, item.record.source_path)
+            log.exception("stage %s failed on %s", stage.name, printable(item.record.source_path))
             item.record = item.record.excluded_for(
                 "unreadable", detail=f"stage {stage.name} failed: {describe(exc)}"
             ).with_warning(f"{INTERNAL_ERROR}{stage.name}")
