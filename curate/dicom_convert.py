@@ -217,7 +217,7 @@ def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str,
                 proc, dst, links = _run_dcm2niix(root, rel_files, Path(tmp), name, True, timeout_s)
                 images = sorted(dst.glob("*.nii.gz"))
         if proc.returncode != 0 or not images:
-            if _short_of_space(out_dir, root, rel_files):  # dcm2niix says "unable to write": not the series' fault
+            if _short_of_space(out_dir, root, rel_files):  # dcm2niix could not write: not the series' fault
                 raise out_of_space(out_dir)
             raise UnreadableImage(failure_reason(proc.stdout + proc.stderr, proc.returncode, links, syntax))
         image, note = pick_output(images, name)

@@ -3,7 +3,8 @@
 One fast directory walk (``os.scandir``) collects image files, JSON sidecars
 and gradient files.  It visits each real folder once (device + inode): links
 to folders are followed, also out of SOURCE, but a loop (``loop -> .``) or a
-second name for a folder is reported in a warning instead of walked again.  BIDS roots skip ``derivatives/``, ``sourcedata/``,
+second name for a folder is reported in a warning instead of walked again.
+BIDS roots skip ``derivatives/``, ``sourcedata/``,
 ``code/`` and dot-folders so a derivative is never ingested as raw data.
 """
 

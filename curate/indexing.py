@@ -29,7 +29,8 @@ from curate.config import CurateConfig, dump_config
 from curate.discover import DatasetFiles, SourceError, holds_bids, raw_bids_roots, walk_bids, walk_plain
 from curate.execution import Progress, RunOptions, map_batches
 from curate.index import IndexBatch, index_batch_table, plan_batches
-from curate.output import OutputLock, check_paths, keep_earlier_rows
+from curate.errors import is_out_of_space, out_of_space
+from curate.output import OutputLock, check_paths, keep_earlier_rows, sweep_temporaries
 from curate.atomic import write_json, write_text
 
 #: ``{image_id: (source root, image path, DICOM files relative to the root)}``.
@@ -200,12 +201,19 @@ def index(source: Path, output: Path, config: CurateConfig, options: RunOptions,
         keep_earlier_rows(output, len(result), source)
         prepare_output(output, config)
         lock.acquire()
-        write_manifest(output, _keeping_stage_results(output, result, config), mio.new_run_id())
-        record_source(output, source, result.kind)
+        try:
+            write_manifest(output, _keeping_stage_results(output, result, config), mio.new_run_id())
+            record_source(output, source, result.kind)
+        except OSError as exc:
+            sweep_temporaries(output / "manifests")
+            if is_out_of_space(exc):
+                raise out_of_space(output / "manifests") from exc
+            raise
     return result
 
 
-def _keeping_stage_results(output: Path, result: IndexResult, config: CurateConfig) -> pa.Table | list[ImageRecord]:
+def _keeping_stage_results(output: Path, result: IndexResult,
+                           config: CurateConfig) -> pa.Table | list[ImageRecord]:
     """The index rows, with the still-valid stage results of a build already in ``output``."""
     manifest_dir = output / "manifests"
     if not mio.list_parts(manifest_dir):

@@ -112,3 +112,19 @@ def test_dcm2niix_failing_on_a_full_disk_is_out_of_space(tmp_path, pydicom_mr, m
     with pytest.raises(OutOfSpace, match="no space left"):  # was: unreadable, "dcm2niix failed"
         dicom_convert.convert_series(tmp_path / "src", ["1.dcm"], tmp_path / "out", "x")
     assert _temporaries(tmp_path / "out") == []
+
+
+def test_full_disk_during_curate_index_is_one_line(tmp_path, mni_t1, monkeypatch, capsys) -> None:
+    import manifests.io as mio
+
+    source = _source(tmp_path / "src", mni_t1)
+
+    def write_table(table, where, **kwargs):
+        Path(where).write_bytes(b"PAR1")
+        raise OSError("IOError: [errno 28] No space left on device")
+
+    monkeypatch.setattr(mio.pq, "write_table", write_table)
+    assert main(["index", str(source), str(tmp_path / "out"), "--workers", "1", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("curate: error: no space left")
+    assert _temporaries(tmp_path / "out") == []
