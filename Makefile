@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile tools/requirements.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# The local CPU wheel; a looser torch requirement would pull GBs of CUDA packages.
@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml Makefile
 	# dynamic-network-architectures declares timm -> torchvision, which has no CPU
 	# wheel here and drags a CUDA torch in; the U-Nets we use need neither.
 	$(PIP) install -q --no-deps dynamic-network-architectures==0.4.4
-	$(PIP) install -q -e '.[pretrain,demo,test,cluster]'
+	# The extras' other requirements, then the package with --no-deps: `pip install -e .[pretrain]`
+	# would resolve the dependencies of the installed dynamic-network-architectures too (timm).
+	$(PY) tools/requirements.py pretrain demo test cluster --without dynamic-network-architectures \
+		> $(VENV)/requirements.txt
+	$(PIP) install -q -r $(VENV)/requirements.txt
+	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,7 +32,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PIP) install -q -e '.[bench]'
+	$(PY) tools/requirements.py bench > $(VENV)/requirements-bench.txt
+	$(PIP) install -q -r $(VENV)/requirements-bench.txt
 	$(PY) benchmarks/bench_index.py --subjects 3000
 
 clean:

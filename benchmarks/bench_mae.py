@@ -14,6 +14,7 @@ Examples
 --------
     python benchmarks/bench_mae.py                       # CPU: 2x64^3 and 1x96^3
     python benchmarks/bench_mae.py --shapes 2x64 --steps 2
+    python benchmarks/bench_mae.py --amaes --shapes 2x64  # AMAES step vs dense MAE step
     python benchmarks/bench_mae.py --device cuda         # GPU: 8x160^3, bf16, compile on/off
     python benchmarks/bench_mae.py --device cuda --output demo_out
 """
@@ -29,11 +30,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pretrain.checkpoint import Position  # noqa: E402
+from pretrain.intensity import AMAES, degrade  # noqa: E402
 from pretrain.loss import masked_l2_loss  # noqa: E402
 from pretrain.masking import random_block_mask  # noqa: E402
 from pretrain.model import build_model, count_parameters, trainable  # noqa: E402
@@ -133,6 +136,63 @@ def cpu_table(shapes: list[str], steps: int, warmup: int, arch: str) -> str:
     return "\n".join(rows)
 
 
+class AmaesRunner(Runner):
+    """AMAES's step: input-only intensity augmentation of the batch (counted here, although
+    the loader's workers do it), the no-skip dense U-Net on 4^3 tokens masked at 0.6, MSE over
+    the whole volume, AdamW (amsgrad)."""
+
+    def step(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        degraded = torch.stack([degrade(s[0], self.rng, AMAES)[0][None] for s in x])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = masked_l2_loss(self.model(degraded, mask), x, mask, masked_only=False)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(trainable(self.model)), 12.0)
+        self.optimizer.step()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+
+def amaes_table(shape: str, steps: int, warmup: int, arch: str) -> str:
+    """AMAES step vs the dense MAE step on CPU (1 thread), interleaved; and the augmentation alone."""
+    torch.set_num_threads(1)
+    dev = torch.device("cpu")
+    b, p = parse_shape(shape)
+    dense = make_runner("dense", arch, dev)
+    torch.manual_seed(0)
+    model = build_model(arch, sparse=False, skips=False)
+    opt = torch.optim.AdamW(list(trainable(model)), lr=1e-4, weight_decay=3e-5, amsgrad=True)
+    amaes = AmaesRunner("amaes", model, opt, dev, False)
+    amaes.rng = np.random.default_rng(0)
+    x, block_mask = batch(b, p, dense.model.block_size, dev)
+    unit = (x - x.min()) / (x.max() - x.min())
+    g = torch.Generator().manual_seed(1)
+    token_mask = random_block_mask(b, p, 4, 0.6, g)
+    times: dict[str, list[tuple[float, float]]] = {"dense": [], "amaes": []}
+    for i in range(warmup + steps):
+        for kind, r, xi, m in (("dense", dense, x, block_mask), ("amaes", amaes, unit, token_mask)):
+            t = r.step(xi, m)
+            if i >= warmup:
+                times[kind].append(t)
+            print(f"  {shape} {kind} step {i}: wall {t[0]:.2f} s, CPU {t[1]:.2f} s", file=sys.stderr, flush=True)
+    rng = np.random.default_rng(2)
+    aug = []
+    for _ in range(20):
+        c0 = time.process_time()
+        degrade(unit[0, 0], rng, AMAES)
+        aug.append(time.process_time() - c0)
+    med = {k: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v)) for k, v in times.items()}
+    rows = [f"| step ({arch}, {b} x {p}^3, 1 thread) | wall s/step (median of {steps}) | CPU s/step |",
+            "|---|---|---|",
+            f"| dense MAE (SGD, 32^3 blocks at 0.75, masked loss) | {med['dense'][0]:.2f} | {med['dense'][1]:.2f} |",
+            f"| AMAES (augmentation + no-skip U-Net, 4^3 tokens at 0.6, whole-volume loss, AdamW) | "
+            f"{med['amaes'][0]:.2f} | {med['amaes'][1]:.2f} |",
+            f"| ratio AMAES / dense | {med['amaes'][0] / med['dense'][0]:.2f} | "
+            f"{med['amaes'][1] / med['dense'][1]:.2f} |",
+            f"| intensity augmentation alone, one {p}^3 sample (mean CPU of 20 draws) | - | "
+            f"{statistics.mean(aug):.3f} |"]
+    return "\n".join(rows)
+
+
 def gpu_table(shape: str, steps: int, warmup: int, arch: str) -> str:
     """Steps/s and peak memory on CUDA: S3D bf16 with and without compile, dense for comparison."""
     dev = torch.device("cuda")
@@ -189,10 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", type=Path, help="curate build output, to measure loader wait")
     ap.add_argument("--workers", type=int, default=2, help="loader workers for --output")
     ap.add_argument("--loader-only", action="store_true", help="with --output: skip the model table")
+    ap.add_argument("--amaes", action="store_true", help="CPU: the AMAES step against the dense MAE step")
     args = ap.parse_args(argv)
     print(f"torch {torch.__version__}, device {args.device}, model {args.model}")
     if args.loader_only:
         pass
+    elif args.amaes:
+        for shape in args.shapes or ["2x64"]:
+            print(amaes_table(shape, args.steps, args.warmup, args.model))
     elif args.device == "cpu":
         print(cpu_table(args.shapes or ["2x64", "1x96"], args.steps, args.warmup, args.model))
     else:

@@ -83,6 +83,13 @@ def _config(args: argparse.Namespace) -> CurateConfig:
         from curate.finalize import load_ratings
 
         load_ratings(config.iqs.ratings)  # a bad CSV stops here, before any image is processed
+    if config.iqs.calibration:
+        from qc.iqs import CalibrationError, load_calibration
+
+        try:  # and so does a calibration file that is missing or malformed
+            load_calibration(config.iqs.calibration)
+        except CalibrationError as exc:
+            raise ConfigError(str(exc)) from exc
     return config
 
 
@@ -106,7 +113,7 @@ def _report(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from qc.report.aggregate import READ_COLUMNS
 
-    from curate import summary
+    from curate import summary, timings
     from curate.report import REPORT_PAGE, ReportError, load_manifest, output_config
 
     try:
@@ -116,8 +123,13 @@ def _status(args: argparse.Namespace) -> int:
         return 2
     page = args.output / REPORT_PAGE
     note = f"report: {page}" if page.is_file() else f"no report yet: run `curate report {args.output}`"
-    summary.render_table(table, Console(), title=for_rich(args.output.name),
+    console = Console()
+    summary.render_table(table, console, title=for_rich(args.output.name),
                          iqs_threshold=output_config(args.output).iqs.max_iqs, notes=[for_rich(note)])
+    timing = timings.latest(args.output)
+    if timing is not None and timing.num_rows:
+        for rich_table in summary.timing_tables(timing.to_pandas()):
+            console.print(rich_table)
     return 0
 
 
@@ -150,7 +162,7 @@ def _index(args: argparse.Namespace) -> int:
                                                                         refresh=True))
     _print_warnings(result.warnings)
     if not args.quiet:
-        from curate import summary
+        from curate import summary, timings
 
         summary.render_table(result.table, Console())
     return 0

@@ -12,24 +12,130 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, ClassVar, Literal
 
 from manifests import tomlconfig
 from manifests.tomlconfig import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
+class Rule:
+    """What a setting's value must satisfy beyond its type, attached with ``Annotated``.
+
+    Bounds apply to a number and to every element of a tuple of numbers;
+    ``length`` to a tuple; ``inside_output`` to a path that must stay inside
+    OUTPUT (relative, without ``..``).  Every float must be finite, and a
+    ``Literal`` type lists the only accepted values: both are read from the type
+    hints, so they need no rule.  :func:`check_section` applies them all.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    length: int | None = None
+    inside_output: bool = False
+
+
+Positive = Annotated[float, Rule(gt=0)]
+NonNegative = Annotated[float, Rule(ge=0)]
+Fraction = Annotated[float, Rule(ge=0, le=1)]
+Count = Annotated[int, Rule(ge=1)]
+NonNegativeInt = Annotated[int, Rule(ge=0)]
+Percentile = Annotated[float, Rule(ge=0, le=100)]
+#: blosc2's general-purpose codecs (``blosc2.Codec`` names).
+Codec = Literal["BLOSCLZ", "LZ4", "LZ4HC", "ZLIB", "ZSTD"]
+
+
+def _problem(value: Any, hint: Any, rules: tuple[Rule, ...]) -> str | None:
+    """Why ``value`` breaks its type hint's choices, finiteness or ``rules``; ``None`` when it does not."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return _problem(value, args[0], rules + tuple(a for a in args[1:] if isinstance(a, Rule)))
+    if value is None:
+        return None
+    if origin is Literal:
+        return None if value in args else f"must be one of {', '.join(repr(a) for a in args)}"
+    if origin in (typing.Union, types.UnionType):
+        return _problem(value, next(a for a in args if a is not type(None)), rules)
+    if origin is tuple:
+        for rule in rules:
+            if rule.length is not None and len(value) != rule.length:
+                return f"must have {rule.length} values"
+        return next((p for v in value if (p := _problem(v, args[0], rules)) is not None), None)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    return _rule_problem(value, rules)
+
+
+def _rule_problem(value: Any, rules: tuple[Rule, ...]) -> str | None:
+    for rule in rules:
+        if rule.inside_output:
+            parts = PurePosixPath(str(value).replace("\\", "/")).parts
+            if not parts or PurePosixPath(str(value)).is_absolute() or ".." in parts or ":" in str(value):
+                return "must be a folder inside OUTPUT (relative, without '..')"
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        for bound, ok, word in ((rule.ge, lambda v, b: v >= b, ">="), (rule.gt, lambda v, b: v > b, ">"),
+                                (rule.le, lambda v, b: v <= b, "<="), (rule.lt, lambda v, b: v < b, "<")):
+            if bound is not None and not ok(value, bound):
+                return f"must be {word} {bound:g}"
+    return None
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def check_section(section: Any) -> None:
+    """Raise :class:`ConfigError` naming the first setting of ``section`` its type hints refuse.
+
+    The section's name in messages is its class name without ``Config``
+    (``TriageConfig`` -> ``triage``).  Pairs listed in the class attribute
+    ``ordered`` must be strictly increasing (a low before its high).
+
+    Examples
+    --------
+    >>> TriageConfig(min_fov_mm=float("nan"))
+    Traceback (most recent call last):
+    ...
+    manifests.tomlconfig.ConfigError: triage.min_fov_mm must be a finite number, got nan
+    """
+    cls = type(section)
+    name = cls.__name__.removesuffix("Config").lower()
+    hints = _hints(cls)
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        problem = _problem(value, hints[f.name], ())
+        if problem is not None:
+            raise ConfigError(f"{name}.{f.name} {problem}, got {value!r}")
+    for low, high in getattr(cls, "ordered", ()):
+        if not getattr(section, low) < getattr(section, high):
+            raise ConfigError(f"{name}.{low} must be below {name}.{high}, got "
+                              f"{getattr(section, low)!r} and {getattr(section, high)!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class TriageConfig:
     """Header-level exclusion thresholds (OpenMind / S3D curation)."""
 
-    min_fov_mm: float = 50.0
-    max_spacing_mm: float = 6.5
-    min_file_size_bytes: int = 200 * 1024
+    min_fov_mm: NonNegative = 50.0
+    max_spacing_mm: Positive = 6.5
+    min_file_size_bytes: NonNegativeInt = 200 * 1024
     exclude_derived_dicom_series: bool = True
+
+    def __post_init__(self) -> None:
+        check_section(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +148,27 @@ class ReadConfig:
     bound, with a warning, so that one voxel cannot set the histogram ranges of
     the masks and quality measures (:func:`curate.nifti.clip_outliers`).
     Ordinary images have no such voxels.  ``0`` turns it off.
+
+    ``max_image_bytes`` and ``max_series_bytes`` bound what one worker decodes,
+    from the headers and before any data are read: an image whose voxels, held
+    as float32, take more (a 22 MB ``.nii.gz`` can hold 1024^3 float32, 4 GiB),
+    or a DICOM series whose pixel data (Rows x Columns x frames x BitsAllocated,
+    summed over its files) is larger, is excluded with reason ``size``; a
+    deflated DICOM series is inflated only up to ``max_series_bytes``.  The
+    defaults (2 GiB each) pass up to 536 million voxels (812^3, or a 4D series
+    of 96 x 96 x 60 x 900).
     """
 
     enabled: bool = True
-    min_finite_fraction: float = 0.01
-    outlier_spans: float = 10.0
+    min_finite_fraction: Fraction = 0.01
+    outlier_spans: NonNegative = 10.0
     #: A dcm2niix run on one series taking longer than this is stopped (the series is unreadable).
-    dcm2niix_timeout_s: float = 1800.0
+    dcm2niix_timeout_s: Positive = 1800.0
+    max_image_bytes: Count = 2 * 1024**3
+    max_series_bytes: Count = 2 * 1024**3
+
+    def __post_init__(self) -> None:
+        check_section(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,39 +182,47 @@ class DwiConfig:
     enabled: bool = True
     #: Threads one series may use (registration, denoising); keep at 1 when
     #: Dask already runs one task per core.
-    threads: int = 2
+    threads: Count = 2
     # gradient table checks
-    b0_threshold: float = 50.0
-    bvec_norm_tolerance: float = 0.1
-    shell_tolerance: float = 100.0
-    min_dwi_volumes: int = 6
+    b0_threshold: NonNegative = 50.0
+    bvec_norm_tolerance: Positive = 0.1
+    shell_tolerance: Positive = 100.0
+    min_dwi_volumes: Count = 6
     # 1. denoising: "mppca" (ours, vectorised), "dipy_mppca", "patch2self" or "none"
-    denoise: str = "mppca"
-    denoise_patch_radius: int = 2
-    denoise_stride: int = 2
+    denoise: Literal["mppca", "dipy_mppca", "patch2self", "none"] = "mppca"
+    denoise_patch_radius: Count = 2
+    denoise_stride: Count = 2
     #: After denoising (which uses every volume), drop the volumes of shells the
     #: tensor fit does not use: they only cost Gibbs-removal and registration time.
     drop_unused_shells: bool = True
     # 2. Gibbs ringing removal along the in-plane axes
     gibbs: bool = True
-    gibbs_n_points: int = 3
+    gibbs_n_points: Count = 3
     # 3. motion: "rigid", "affine" or "none" (every volume to the mean b0)
-    motion: str = "rigid"
-    motion_shrink_factors: tuple[int, ...] = (4, 2)
-    motion_smoothing_mm: tuple[float, ...] = (2.0, 1.0)
-    motion_sampling: float = 0.25
-    motion_iterations: int = 50
+    motion: Literal["rigid", "affine", "none"] = "rigid"
+    motion_shrink_factors: tuple[Count, ...] = (4, 2)
+    motion_smoothing_mm: tuple[NonNegative, ...] = (2.0, 1.0)
+    motion_sampling: Annotated[float, Rule(gt=0, le=1)] = 0.25
+    motion_iterations: Count = 50
     # 4. N4 bias field on the mean b0, applied to every volume
     bias: bool = True
-    bias_shrink: int = 4
-    bias_iterations: tuple[int, ...] = (50, 50, 30)
+    bias_shrink: Count = 4
+    bias_iterations: tuple[Count, ...] = (50, 50, 30)
     # 5. brain mask on the mean b0 (median_otsu, lighter than dipy's defaults)
-    mask_median_radius: int = 2
-    mask_numpass: int = 1
+    mask_median_radius: Count = 2
+    mask_numpass: Count = 1
     mask_fill_holes: bool = True
     # 6. tensor fit on b0 + shells with b <= dti_max_b + shell_tolerance
-    dti_max_b: float = 1000.0
-    dti_fit_method: str = "WLS"
+    dti_max_b: Positive = 1000.0
+    #: dipy's TensorModel fit methods
+    dti_fit_method: Literal["WLS", "LS", "OLS", "NLLS", "RESTORE"] = "WLS"
+
+    def __post_init__(self) -> None:
+        check_section(self)
+        if len(self.motion_shrink_factors) != len(self.motion_smoothing_mm):
+            raise ConfigError("dwi.motion_shrink_factors and dwi.motion_smoothing_mm must have as many "
+                              f"values, got {len(self.motion_shrink_factors)} and "
+                              f"{len(self.motion_smoothing_mm)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +230,7 @@ class IqsConfig:
     """Automatic image-quality score (OpenMind App. B.1 rules, calibrated measures).
 
     ``calibration`` is a JSON file of knots (``None``: the packaged
-    ``qc/calibration/iqs_v1.json``); ``ratings`` a CSV of human ratings that take
+    ``qc/calibration/iqs_v2.json``); ``ratings`` a CSV of human ratings that take
     precedence (columns ``dataset, modality, rating`` or ``image_id, rating``);
     ``max_iqs`` excludes rows whose final score is above it (reason ``iqs``);
     ``score_from`` picks the final ``iqs`` when no human rating applies:
@@ -110,19 +238,16 @@ class IqsConfig:
     """
 
     enabled: bool = True
-    max_iqs: float | None = None
+    max_iqs: Annotated[float | None, Rule(ge=1, le=5)] = None
     calibration: str | None = None
     ratings: str | None = None
-    score_from: str = "image"
-    max_border_fraction: float = 0.1
-    min_head_fraction: float = 0.03
-    max_bad_slices: int = 0
+    score_from: Literal["image", "group"] = "image"
+    max_border_fraction: Fraction = 0.25
+    min_head_fraction: Fraction = 0.03
+    max_bad_slices: NonNegativeInt = 0
 
     def __post_init__(self) -> None:
-        if self.score_from not in ("image", "group"):
-            raise ConfigError(f"iqs.score_from must be 'image' or 'group', got {self.score_from!r}")
-        if self.max_iqs is not None and not 1.0 <= self.max_iqs <= 5.0:
-            raise ConfigError(f"iqs.max_iqs must be within [1, 5], got {self.max_iqs}")
+        check_section(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,32 +256,37 @@ class MasksConfig:
 
     enabled: bool = True
     #: voxel size (mm) the masks are computed at before going back to the image grid
-    work_mm: float = 2.0
+    work_mm: Positive = 2.0
     # anatomy foreground
-    closing_mm: float = 4.0
-    noise_k: float = 5.0
-    floor_multiple: float = 3.0
-    min_component_fraction: float = 0.1
+    closing_mm: NonNegative = 4.0
+    noise_k: NonNegative = 5.0
+    floor_multiple: NonNegative = 3.0
+    min_component_fraction: Fraction = 0.1
     #: smallest left-right extent (mm) of a foreground treated as a head
-    min_head_width_mm: float = 90.0
+    min_head_width_mm: NonNegative = 90.0
     # defacing: flat cut faces with zero signal beyond
-    cut_min_area_mm2: float = 2500.0
-    cut_tolerance_mm: float = 2.0
-    cut_min_width_mm: float = 40.0
-    cut_depth_mm: float = 60.0
-    cut_margin_mm: float = 8.0
+    cut_min_area_mm2: NonNegative = 2500.0
+    cut_tolerance_mm: NonNegative = 2.0
+    cut_min_width_mm: NonNegative = 40.0
+    cut_depth_mm: NonNegative = 60.0
+    cut_margin_mm: NonNegative = 8.0
     # skull stripping: brain-sized foreground in a zeroed background without a skull layer
-    strip_min_volume_ml: float = 700.0
-    strip_max_volume_ml: float = 2200.0
-    strip_min_void_fraction: float = 0.8
-    strip_max_skull_dip: float = 0.7
-    strip_shell_mm: float = 17.0
-    strip_footprint_margin_mm: float = 0.0
-    strip_neck_mm: float = 140.0
+    strip_min_volume_ml: NonNegative = 700.0
+    strip_max_volume_ml: NonNegative = 2200.0
+    strip_min_void_fraction: Fraction = 0.8
+    strip_max_skull_dip: Fraction = 0.7
+    strip_shell_mm: NonNegative = 17.0
+    strip_footprint_margin_mm: NonNegative = 0.0
+    strip_neck_mm: NonNegative = 140.0
     # face blurring: low within-block texture in the face zone
-    blur_smooth_ratio: float = 0.3
-    blur_min_face_fraction: float = 0.25
-    blur_max_cranium_fraction: float = 0.1
+    blur_smooth_ratio: Fraction = 0.3
+    blur_min_face_fraction: Fraction = 0.25
+    blur_max_cranium_fraction: Fraction = 0.1
+
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("strip_min_volume_ml", "strip_max_volume_ml"),)
+
+    def __post_init__(self) -> None:
+        check_section(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,20 +308,23 @@ class ArraysConfig:
     """
 
     enabled: bool = True
-    spacing_mm: tuple[float, ...] = (1.0, 1.0, 1.0)
-    spacing_tolerance_mm: float = 1e-3
-    image_interpolation: str = "bspline"
-    margin_mm: float = 8.0
-    normalization: str = "image"
-    outlier_spans: float = 10.0
-    image_dtype: str = "float16"
-    codec: str = "LZ4HC"
-    clevel: int = 1
-    masks_codec: str = "BLOSCLZ"
-    masks_clevel: int = 5
-    chunks: tuple[int, ...] = (64, 64, 64)
-    blocks: tuple[int, ...] = (32, 32, 64)
-    folder: str = "arrays"
+    spacing_mm: Annotated[tuple[Positive, ...], Rule(length=3)] = (1.0, 1.0, 1.0)
+    spacing_tolerance_mm: NonNegative = 1e-3
+    image_interpolation: Literal["bspline", "linear"] = "bspline"
+    margin_mm: NonNegative = 8.0
+    normalization: Literal["image", "anatomy"] = "image"
+    outlier_spans: NonNegative = 10.0
+    image_dtype: Literal["float16", "float32"] = "float16"
+    codec: Codec = "LZ4HC"
+    clevel: Annotated[int, Rule(ge=0, le=9)] = 1
+    masks_codec: Codec = "BLOSCLZ"
+    masks_clevel: Annotated[int, Rule(ge=0, le=9)] = 5
+    chunks: Annotated[tuple[Count, ...], Rule(length=3)] = (64, 64, 64)
+    blocks: Annotated[tuple[Count, ...], Rule(length=3)] = (32, 32, 64)
+    folder: Annotated[str, Rule(inside_output=True)] = "arrays"
+
+    def __post_init__(self) -> None:
+        check_section(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,25 +336,36 @@ class ReportConfig:
     """
 
     thumbnails: bool = True
-    panel_px: int = 160
-    low_percentile: float = 0.5
-    high_percentile: float = 99.5
-    overlay_alpha: float = 0.45
-    worst_n: int = 12
-    best_n: int = 12
-    per_modality: int = 4
-    max_dwi_series: int = 8
-    max_table_rows: int = 20000
-    sample_seed: int = 0
+    panel_px: Annotated[int, Rule(ge=16, le=4096)] = 160
+    low_percentile: Percentile = 0.5
+    high_percentile: Percentile = 99.5
+    overlay_alpha: Fraction = 0.45
+    worst_n: NonNegativeInt = 12
+    best_n: NonNegativeInt = 12
+    per_modality: NonNegativeInt = 4
+    max_dwi_series: NonNegativeInt = 8
+    max_table_rows: NonNegativeInt = 20000
+    sample_seed: NonNegativeInt = 0
+
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("low_percentile", "high_percentile"),)
+
+    def __post_init__(self) -> None:
+        check_section(self)
 
 
 @dataclass(frozen=True, slots=True)
 class ExecutionConfig:
-    """How work is split into Dask tasks."""
+    """How work is split into Dask tasks, and how many threads each worker's libraries use."""
 
-    index_batch_size: int = 512
-    build_batch_size: int = 4
-    small_collection: int = 2000
+    index_batch_size: Count = 512
+    build_batch_size: Count = 4
+    small_collection: NonNegativeInt = 2000
+    #: Threads per worker for BLAS/OpenMP/SimpleITK/blosc2/torch; 0 = the cores split evenly
+    #: between the local workers (one thread per task on a ``--scheduler`` cluster).
+    threads_per_worker: NonNegativeInt = 0
+
+    def __post_init__(self) -> None:
+        check_section(self)
 
 
 @dataclass(frozen=True, slots=True)

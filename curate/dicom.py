@@ -25,6 +25,7 @@ from manifests.schema import ExclusionReason, ImageRecord, Modality, SourceKind,
 
 from curate.config import TriageConfig
 from curate.dicom_convert import Conversion, convert_series, dcm2niix_binary
+from curate.dicom_deflate import is_deflated, read_deflated_header
 from curate.dicom_geometry import PRIVATE_TAGS, PYDICOM_ERRORS, header_fields, series_geometry
 from curate.discover import DICOM_SUFFIXES, display_path
 from curate.modality import IMAGE_PARTS, image_part, is_derived_series, load_rules, series_modality
@@ -76,7 +77,13 @@ def _starts_like_a_data_set(path: Path) -> bool:
 
 
 def _read(path: Path, named_dicom: bool) -> pydicom.Dataset:
-    """The header tags of one file; a file not named DICOM is forced only when it looks like one."""
+    """The header tags of one file; a file not named DICOM is forced only when it looks like one.
+
+    A deflated file is inflated only as far as its header (:mod:`curate.dicom_deflate`):
+    pydicom would inflate all of it in memory.
+    """
+    if is_deflated(path):
+        return read_deflated_header(path, stop_before_pixels=True, specific_tags=_READ_TAGS)
     try:
         return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_READ_TAGS, force=named_dicom)
     except InvalidDicomError:

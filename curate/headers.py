@@ -29,6 +29,28 @@ class UnreadableImage(Exception):
     """An image whose header or data cannot be read; ``str(exc)`` says why."""
 
 
+class TooLarge(UnreadableImage):
+    """An image or DICOM series whose header says it decodes to more than the ``[read]`` limits.
+
+    Raised before the data are decoded; the read stage excludes the image with
+    reason ``size`` and the limit that refused it.
+    """
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for messages, in binary units.
+
+    Examples
+    --------
+    >>> format_bytes(4 * 1024**3), format_bytes(1536), format_bytes(10)
+    ('4.0 GiB', '1.5 KiB', '10 B')
+    """
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
 @dataclass(frozen=True, slots=True)
 class HeaderInfo:
     """What a header-only read of an image tells."""
@@ -211,5 +233,5 @@ def read_json(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str | None]
     return data, None
 
 
-__all__ = ["HeaderInfo", "NIFTI_SUFFIXES", "UnreadableImage", "header_bytes", "is_nifti",
-           "parse_header", "read_header", "read_json", "strip_nifti_suffix"]
+__all__ = ["HeaderInfo", "NIFTI_SUFFIXES", "TooLarge", "UnreadableImage", "format_bytes", "header_bytes",
+           "is_nifti", "parse_header", "read_header", "read_json", "strip_nifti_suffix"]

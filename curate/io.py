@@ -28,7 +28,9 @@ from curate.errors import describe, is_out_of_space, out_of_space
 from curate.headers import (  # noqa: F401  (re-exported)
     NIFTI_SUFFIXES,
     HeaderInfo,
+    TooLarge,
     UnreadableImage,
+    format_bytes,
     is_nifti,
     read_header,
     read_json,
@@ -82,7 +84,32 @@ def _header(fobj: Any) -> Nifti1Header:
     return klass.from_fileobj(fobj)
 
 
-def read_image(path: Path) -> ImageData:
+def decoded_bytes(shape: tuple[int, ...], itemsize: int) -> int:
+    """Bytes a worker holds for an image of ``shape`` read as float32 (or its wider type).
+
+    Python integers, so a header claiming 32767^7 voxels cannot overflow.
+
+    Examples
+    --------
+    >>> decoded_bytes((1024, 1024, 1024), 4) == 4 * 1024**3, decoded_bytes((10, 10), 8)
+    (True, 800)
+    """
+    voxels = 1
+    for n in shape:
+        voxels *= max(int(n), 1)
+    return voxels * max(int(itemsize), 4)
+
+
+def check_decoded_size(shape: tuple[int, ...], itemsize: int, max_bytes: int | None, what: str) -> None:
+    """Raise :class:`TooLarge` when an image of ``shape`` would decode to more than ``max_bytes``."""
+    size = decoded_bytes(shape, itemsize)
+    if max_bytes is not None and size > max_bytes:
+        dims = "x".join(str(int(n)) for n in shape)
+        raise TooLarge(f"{what} decodes to {format_bytes(size)} ({dims} voxels as float32), above "
+                       f"[read] max_image_bytes = {max_bytes} ({format_bytes(max_bytes)}); not read")
+
+
+def read_image(path: Path, max_bytes: int | None = None) -> ImageData:
     """Read a NIfTI image's data as float32 (every byte decompressed and checked).
 
     nibabel reads the header and data; :mod:`curate.nifti` decides the
@@ -91,15 +118,22 @@ def read_image(path: Path) -> ImageData:
     volume and length-1 axes after the third are dropped.  What was changed is
     listed in ``ImageData.notes``.
 
+    ``max_bytes`` bounds what is decoded: an image whose header says it holds
+    more (:func:`decoded_bytes`) raises :class:`TooLarge` before any data are read,
+    so a small ``.nii.gz`` that inflates to 1024^3 float32 costs no memory.
+
     Raises
     ------
     UnreadableImage
-        On truncated or corrupt data, header problems, or colour (RGB) data.
+        On truncated or corrupt data, header problems, or colour (RGB) data;
+        :class:`TooLarge` (a subclass) for an image above ``max_bytes``.
     """
     try:
         fobj, note = _open(path)
         with fobj:
             header = _header(fobj)
+            check_decoded_size(tuple(header.get_data_shape()), header.get_data_dtype().itemsize,
+                               max_bytes, "the image")
             data, notes = nifti.intensities(header.data_from_fileobj(fobj))
     except (*_READ_ERRORS, nifti.NotIntensities) as exc:
         raise UnreadableImage(f"data: {describe(exc)}") from exc

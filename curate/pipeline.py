@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -23,8 +24,10 @@ from typing import Any
 import dask
 
 from manifests import io as mio
+from manifests.building import building
 from manifests.schema import ImageRecord
 
+from curate import timings
 from curate.config import CurateConfig
 from curate.discover import SourceError
 from curate.errors import OutOfSpace, is_out_of_space, out_of_space
@@ -36,6 +39,7 @@ from curate.resume import children_of, resume
 from curate.stages import default_stages
 from curate.stages.base import Stage, StageContext, WorkItem
 from curate.stages.runner import process_batch, producer_of, reset, restore, stage_fingerprints
+from curate.threads import worker_share
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +137,15 @@ def _run_tasks(batches: list[tuple[list[WorkItem], list[int]]], stages: Sequence
                 futures.add(client.submit(process_batch, nxt[0], stages, ctx, nxt[1], pure=False))
 
 
+def _threads_per_task(options: RunOptions, config: CurateConfig, n_batches: int) -> int:
+    """Each worker's share of the cores (:mod:`curate.threads`): one process in-process, else the pool."""
+    setting = config.execution.threads_per_worker
+    if options.scheduler:
+        return setting or 1  # the cluster's layout is unknown here: one thread per task
+    in_process = options.n_workers <= 1 or n_batches <= 1
+    return worker_share(1 if in_process else min(options.n_workers, n_batches), setting)
+
+
 @dataclass(slots=True)
 class BuildResult:
     """What a build produced."""
@@ -151,7 +164,9 @@ def build(source: Path, output: Path, config: CurateConfig, options: RunOptions,
     before OUTPUT is touched, and OUTPUT is locked for the whole build
     (:mod:`curate.output`).  A full disk stops the build with
     :class:`~curate.errors.OutOfSpace`; its temporary files are removed and a
-    rerun resumes from the rows already written.
+    rerun resumes from the rows already written.  OUTPUT's build lock
+    (:mod:`manifests.building`) is held too, so ``pretrain --follow`` knows the
+    build is still running.
     """
     output = output.absolute()  # never a relative path that starts with "-" (dcm2niix reads options)
     check_paths(source, output)
@@ -162,7 +177,8 @@ def build(source: Path, output: Path, config: CurateConfig, options: RunOptions,
         lock.acquire()
         sweep_temporaries(output)  # left by a killed run
         try:
-            return _build(source, output, config, options, result, progress, stages)
+            with building(output):
+                return _build(source, output, config, options, result, progress, stages)
         except BaseException as exc:
             sweep_temporaries(output)
             if is_out_of_space(exc) and not isinstance(exc, OutOfSpace):
@@ -175,12 +191,12 @@ def _build(source: Path, output: Path, config: CurateConfig, options: RunOptions
     """The build once SOURCE is indexed and OUTPUT prepared and locked."""
     stages = list(stages if stages is not None else default_stages(config))
     fps = stage_fingerprints(stages, config)
-    ctx = StageContext(source_root=source, output_root=output, config=config)
+    run_id = mio.new_run_id()
+    ctx = StageContext(source_root=source, output_root=output, config=config, run_id=run_id)
     record_source(output, source, result.kind)
     manifest_dir = output / "manifests"
     previous = {r.image_id: r for r in mio.read_records(manifest_dir)}
     items, starts, done = _plan(result, previous, stages, fps, ctx)
-    run_id = mio.new_run_id()
     seq = 0
     rows: list[ImageRecord] = []
 
@@ -196,7 +212,9 @@ def _build(source: Path, output: Path, config: CurateConfig, options: RunOptions
     batches = [(items[i: i + size], starts[i: i + size]) for i in range(0, len(items), size)]
     if progress:
         progress(0, len(items))
+    ctx = dataclasses.replace(ctx, threads=_threads_per_task(options, config, len(batches)))
     _run_tasks(batches, stages, ctx, options, sink)
+    timings.compact(output, run_id)
     final = finalize(rows + done, config, output)
     # Rows were streamed into parts as they finished; the final rows replace them.
     write_manifest(output, final, mio.new_run_id())

@@ -24,6 +24,7 @@ from manifests import io as mio
 from qc.report.aggregate import READ_COLUMNS, prepare
 from qc.thumbnails import ThumbnailStyle
 
+from curate import timings
 from curate.config import ConfigError, CurateConfig, load_config
 from curate.indexing import recorded_source
 from curate.io import UnreadableImage, read_image, write_bytes, write_text
@@ -154,6 +155,11 @@ def ensure_thumbnails(output: Path, rows: pd.DataFrame, style: ThumbnailStyle,
     return available, len(results) - sum(p is not None for _, p in results), problems
 
 
+def _timings_frame(output: Path) -> pd.DataFrame | None:
+    table = timings.latest(output)
+    return None if table is None else table.to_pandas()
+
+
 def make_report(output: Path, worst: int | None = None, best: int | None = None,
                 source: Path | None = None, workers: int = 1,
                 config: CurateConfig | None = None) -> ReportResult:
@@ -190,7 +196,7 @@ def make_report(output: Path, worst: int | None = None, best: int | None = None,
     )
     page = output / REPORT_PAGE
     try:
-        write_text(page, render_html(data, gallery, available, options))
+        write_text(page, render_html(data, gallery, available, options, _timings_frame(output)))
     except OSError as exc:
         raise ReportError(f"cannot write {page}: {exc.strerror or exc}") from exc
     return ReportResult(path=page, n_images=table.num_rows, shown=len(shown), rendered=rendered,

@@ -72,6 +72,20 @@ def tables(data: agg.ReportData, iqs_threshold: float | None = None,
     return out
 
 
+
+def timing_tables(timing: pd.DataFrame, slowest: int = 10) -> list[Table]:
+    """The last build's per-stage timings (p50/p95 per stage and modality) and slowest images."""
+    from qc.report.timings import slowest_images, stage_summary
+
+    summary = stage_summary(timing)
+    summary.index = [f"{stage} / {modality}" for stage, modality in summary.index]
+    seconds = {c: ".3g" for c in summary.columns if c != "images"}
+    worst = slowest_images(timing, slowest)
+    return [_rich_table(summary, "Seconds per image, by stage (last build)", "stage / modality", seconds),
+            _rich_table(worst.drop(columns=["modality", "slowest stage"]),
+                        f"Slowest {len(worst)} images (wall s over all stages)", "image")]
+
+
 def render_table(table: pa.Table, console: Console | None = None, title: str = "mri-curate",
                  iqs_threshold: float | None = None, notes: Iterable[str] = ()) -> None:
     """Print the summary of a manifest table."""

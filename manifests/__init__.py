@@ -13,7 +13,8 @@ _WHERE = {
     "ARROW_SCHEMA": "schema", "PRETRAINING_MODALITIES": "schema", "SCHEMA_VERSION": "schema",
     "Anonymization": "schema", "ExclusionReason": "schema", "ImageRecord": "schema",
     "Modality": "schema", "SourceKind": "schema", "make_image_id": "schema",
-    "Selection": "filters", "apply": "filters", "select": "filters",
+    "Counts": "filters", "Selection": "filters", "apply": "filters", "explain": "filters", "select": "filters",
+    "build_running": "building",
     "read_frame": "io", "read_records": "io", "read_table": "io", "write_part": "io",
 }
 

@@ -16,7 +16,17 @@ all.  The maths is device-agnostic: :func:`resample` runs on CPU in loader
 workers or on a GPU.  Nearest-neighbour masks stay exactly 0/1.
 
 Coordinates: an output voxel ``o`` (0..P-1 per axis) samples the array at
-``centre + M @ (o - (P - 1) / 2)``.
+``centre + M @ (o - (P - 1) / 2)`` (plus, with elastic deformation, a smooth
+displacement ``d(o)`` in array voxels).
+
+AMAES's spatial set (:data:`AMAES_SPATIAL`) differs: rotation with probability 0.2, each
+axis then rotated with probability 0.66, scaling 0.9-1.1, elastic deformation with
+probability 0.33 (batchgenerators' alpha 200-600, sigma 20-30), no mirroring.  Its
+displacement field is Gaussian-smoothed noise; with sigma >= 20 voxels it has no detail
+finer than a few voxels, so :func:`elastic_displacement` draws it on a coarse grid,
+smooths and upsamples it, and scales it to the standard deviation batchgenerators' full
+resolution field has: ``alpha / sqrt(3) * (4 pi sigma^2) ** -0.75`` (uniform noise in
+[-1, 1] through a normalised 3D Gaussian), i.e. ~0.3 voxel for alpha 400, sigma 25.
 """
 
 from __future__ import annotations
@@ -38,14 +48,29 @@ class AugmentConfig:
     p_scaling: float = 0.2
     scaling: tuple[float, float] = (0.7, 1.4)
     p_mirror_per_axis: float = 0.5
+    p_rotation_per_axis: float = 1.0
+    p_elastic: float = 0.0
+    elastic_alpha: tuple[float, float] = (200.0, 600.0)
+    elastic_sigma: tuple[float, float] = (20.0, 30.0)
+
+
+#: AMAES's spatial augmentations (appendix B and its code), applied to input and target.
+AMAES_SPATIAL = AugmentConfig(p_rotation=0.2, max_rotation_deg=30.0, p_rotation_per_axis=0.66,
+                              p_scaling=0.2, scaling=(0.9, 1.1), p_mirror_per_axis=0.0, p_elastic=0.33)
+#: The spatial presets ``[augment] spatial`` may name.
+SPATIAL_PRESETS = {"nnssl": AugmentConfig(), "amaes": AMAES_SPATIAL}
 
 
 @dataclass(frozen=True, slots=True)
 class SpatialParams:
-    """One sample's transform: ``matrix`` maps output offsets to array offsets."""
+    """One sample's transform: ``matrix`` maps output offsets to array offsets.
+
+    ``elastic`` is ``(alpha, sigma, seed)`` of the displacement field, or ``None``.
+    """
 
     matrix: np.ndarray
     interpolate: bool
+    elastic: tuple[float, float, int] | None = None
 
 
 def rotation_matrix(angles: tuple[float, float, float]) -> np.ndarray:
@@ -74,34 +99,71 @@ def sample_params(rng: np.random.Generator, cfg: AugmentConfig, augment: bool = 
     interpolate = False
     if rng.uniform() < cfg.p_rotation:
         limit = math.radians(cfg.max_rotation_deg)
-        matrix = rotation_matrix(tuple(rng.uniform(-limit, limit, 3)))  # type: ignore[arg-type]
+        angles = rng.uniform(-limit, limit, 3)
+        if cfg.p_rotation_per_axis < 1.0:  # drawn only then: nnssl's stream stays as it was
+            angles = np.where(rng.uniform(size=3) < cfg.p_rotation_per_axis, angles, 0.0)
+        matrix = rotation_matrix(tuple(angles))  # type: ignore[arg-type]
         interpolate = True
     if rng.uniform() < cfg.p_scaling:
         matrix = matrix * rng.uniform(*cfg.scaling)
         interpolate = True
     flips = np.where(rng.uniform(size=3) < cfg.p_mirror_per_axis, -1.0, 1.0)
-    return SpatialParams(matrix=matrix @ np.diag(flips), interpolate=interpolate)
+    elastic = None
+    if cfg.p_elastic > 0 and rng.uniform() < cfg.p_elastic:
+        elastic = (float(rng.uniform(*cfg.elastic_alpha)), float(rng.uniform(*cfg.elastic_sigma)),
+                   int(rng.integers(2**62)))
+        interpolate = True
+    return SpatialParams(matrix=matrix @ np.diag(flips), interpolate=interpolate, elastic=elastic)
+
+
+def elastic_displacement(patch: int, alpha: float, sigma: float, seed: int) -> torch.Tensor:
+    """A smooth random displacement field (P, P, P, 3), in array voxels, for one sample.
+
+    Noise on a grid of spacing ``sigma / 2``, smoothed there with a Gaussian of ``sigma``,
+    upsampled trilinearly to the patch and scaled to batchgenerators' field's standard
+    deviation (module docstring).
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = max(2, math.ceil(2 * patch / sigma) + 1)
+    coarse = torch.randn((3, 1, n + 4, n + 4, n + 4), generator=g)
+    t = torch.arange(-2, 3, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (t / 2.0) ** 2)  # sigma = 2 coarse cells = sigma voxels
+    kernel /= kernel.sum()
+    for axis in range(3):
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = 5
+        coarse = F.conv3d(coarse, kernel.view(shape))
+    field = F.interpolate(coarse, size=(patch,) * 3, mode="trilinear", align_corners=True)[:, 0]
+    target_std = alpha / math.sqrt(3.0) * (4 * math.pi * sigma**2) ** -0.75
+    field *= target_std / field.std().clamp_min(1e-12)
+    return field.permute(1, 2, 3, 0).contiguous()
 
 
 def source_window(centre: np.ndarray, matrix: np.ndarray, patch: int,
-                  shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Half-open array box ``(lo, hi)`` holding every voxel the patch samples (clipped to the array)."""
+                  shape: tuple[int, ...], margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Half-open array box ``(lo, hi)`` holding every voxel the patch samples (clipped to the array).
+
+    ``margin`` (voxels) widens it for a displacement field of at most that size.
+    """
     half = (patch - 1) / 2.0
     corners = np.array(np.meshgrid(*[[-half, half]] * 3, indexing="ij")).reshape(3, -1)
     reach = matrix @ corners
-    lo = np.floor(centre + reach.min(axis=1)).astype(int)
-    hi = np.floor(centre + reach.max(axis=1)).astype(int) + 2  # +1 inclusive, +1 trilinear neighbour
+    lo = np.floor(centre + reach.min(axis=1) - margin).astype(int)
+    hi = np.floor(centre + reach.max(axis=1) + margin).astype(int) + 2  # +1 inclusive, +1 trilinear neighbour
     shape_arr = np.array(shape[:3])
     return np.clip(lo, 0, shape_arr), np.clip(hi, 0, shape_arr)
 
 
 def sample_grid(centre: np.ndarray, matrix: np.ndarray, patch: int, lo: np.ndarray,
-                region_shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+                region_shape: tuple[int, ...], device: torch.device | str = "cpu",
+                displacement: torch.Tensor | None = None) -> torch.Tensor:
     """``grid_sample`` grid (1, P, P, P, 3) of the patch over a region starting at array voxel ``lo``.
 
     The affine map output voxel -> normalised region coordinate is folded into one
     matrix, and the grid is built as the broadcast sum of three per-axis terms:
     a single pass over memory instead of a meshgrid, a matmul and a rescale.
+    ``displacement`` (P, P, P, 3, array voxels, from :func:`elastic_displacement`) is
+    added to the sampled positions.
     """
     size = np.maximum(np.asarray(region_shape[:3], dtype=np.float64) - 1, 1)
     scale = 2.0 / size  # array offset -> normalised coordinate, per array axis
@@ -114,6 +176,9 @@ def sample_grid(centre: np.ndarray, matrix: np.ndarray, patch: int, lo: np.ndarr
     grid = (terms[0].view(patch, 1, 1, 3) + terms[1].view(1, patch, 1, 3)
             + (terms[2] + torch.as_tensor(base[::-1].copy(), dtype=torch.float32, device=device))
             .view(1, 1, patch, 3))
+    if displacement is not None:
+        per_axis = torch.as_tensor(scale[::-1].copy(), dtype=torch.float32, device=device)
+        grid = grid + displacement.to(device).flip(-1) * per_axis
     return grid[None]
 
 

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=30.0, help="total time for the throughput runs")
     p.add_argument("--crops", type=int, default=12, help="raw crops per read method")
     p.add_argument("--gpu-samples-per-s", type=float, help="measured GPU demand for the worker estimate")
+    p.add_argument("--balance-only", action="store_true",
+                   help="only compare balance = image and dataset (pretrain.bench_balance)")
     return p
 
 
@@ -366,6 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.output / "manifests").is_dir():
         print(f"pretrain bench-loader: error: {args.output} has no manifests/ (a `curate build` output?)")
         return 2
+    if args.balance_only:
+        from pretrain.bench_balance import run as run_balance
+
+        print("\n".join(run_balance(args)))
+        return 0
     print("\n".join(run(args)))
     return 0
 

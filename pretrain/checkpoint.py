@@ -1,19 +1,23 @@
 """Atomic training checkpoints: model, optimizer, scheduler, RNG states and data position.
 
 A checkpoint is one ``torch.save`` file written to a temporary name and renamed, so a
-crash mid-write leaves the previous checkpoint intact.
+crash mid-write leaves the previous checkpoint intact.  It holds only tensors and plain
+Python values (the numpy and Python RNG states as a tensor and lists), so it is read
+back with ``torch.load(weights_only=True)``: a crafted file cannot run code on
+``--resume`` or ``pretrain export`` (:func:`safe_load` refuses it with a message).
 
 Examples
 --------
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
->>> atomic_save({"step": 3}, d / "last.pt"); torch.load(d / "last.pt")["step"]
+>>> atomic_save({"step": 3}, d / "last.pt"); safe_load(d / "last.pt")["step"]
 3
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,12 +50,42 @@ def atomic_save(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class UnsafeFileError(ValueError):
+    """A file that cannot be loaded without running code from it (or is not ours at all)."""
+
+
+def safe_load(path: Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; a refused file is a one-line error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[-1] if lines else "")
+        raise UnsafeFileError(
+            f"refused to load {path}: it is not a {what} that loads without running code from it "
+            f"({reason[:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UnsafeFileError(f"cannot read {what} {path}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _numpy_state() -> dict[str, Any]:
+    state = np.random.get_state(legacy=False)
+    return {"bit_generator": state["bit_generator"], "key": torch.from_numpy(state["state"]["key"].astype(np.int64)),
+            "pos": int(state["state"]["pos"]), "has_gauss": int(state["has_gauss"]), "gauss": float(state["gauss"])}
+
+
+def _set_numpy_state(s: dict[str, Any]) -> None:
+    np.random.set_state({"bit_generator": s["bit_generator"], "has_gauss": s["has_gauss"], "gauss": s["gauss"],
+                         "state": {"key": s["key"].numpy().astype(np.uint32), "pos": s["pos"]}})
+
+
 def rng_states() -> dict[str, Any]:
-    """All global RNG states that training may touch."""
+    """All global RNG states that training may touch, as tensors and plain lists."""
+    version, internal, gauss_next = random.getstate()
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": _numpy_state(),
+        "python": [version, list(internal), gauss_next],
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -61,8 +95,9 @@ def rng_states() -> dict[str, Any]:
 def set_rng_states(states: dict[str, Any]) -> None:
     """Restore what :func:`rng_states` captured."""
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+    _set_numpy_state(states["numpy"])
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
@@ -94,8 +129,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     path = run_dir / "checkpoints" / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint to resume from: {path} does not exist")
-    # weights_only=False: the file holds RNG states (numpy/python tuples) we wrote ourselves.
-    state = torch.load(path, map_location=map_location, weights_only=False)
+    state = read_checkpoint(path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -104,7 +138,20 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The raw checkpoint dict (for export), loaded on CPU."""
+    """The checkpoint dict, loaded on CPU with ``weights_only=True`` and its keys checked.
+
+    Raises
+    ------
+    UnsafeFileError
+        For a file that needs code to load, or lacks a checkpoint's parts.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    state = safe_load(path)
+    missing = [k for k in _KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UnsafeFileError(f"{path} is not a pretrain checkpoint (missing {', '.join(missing)})")
+    return state
+
+
+_KEYS = ("position", "model", "optimizer", "scheduler", "rng", "config")

@@ -4,7 +4,7 @@ Interface (agreed with the train loop; stable)
 -----------------------------------------------
 ``make_loader(output_dir, *, patch_size, batch_size, workers, selection=None,
 split="train", val_fraction=0.05, seed=0, augment=True, rank=0, world_size=1,
-follow=False) -> torch.utils.data.DataLoader``
+follow=False, balance="image", balance_alpha=0.0) -> torch.utils.data.DataLoader``
 
 Iterating the loader yields one dict per batch, every value a torch tensor:
 
@@ -12,9 +12,19 @@ Iterating the loader yields one dict per batch, every value a torch tensor:
 * ``anon_mask``    B x 1 x P x P x P, uint8 0/1 (1 = changed by anonymization)
 * ``anatomy_mask`` B x 1 x P x P x P, uint8 0/1 (1 = subject tissue)
 * ``valid``        B x 1 x P x P x P, bool (False where the crop is padding)
+* ``target``       B x 1 x P x P x P, float32, only with input-only intensity augmentation
+  (AMAES's augmentation reversal, ``intensity="amaes"``): the crop before those
+  transforms, which ``image`` then went through (spatial transforms are in both)
+
+``scale="unit"`` maps each crop's valid voxels to [0, 1] (AMAES's intensity range) on
+top of the stored z-scored values; ``spatial`` names the spatial augmentation preset
+(``"nnssl"``, ``"amaes"``: :data:`pretrain.augment.SPATIAL_PRESETS`).
 
 One pass over the loader is one epoch: every selected image of this split and
-rank appears exactly once (one random crop each).  ``split_by_subject(table,
+rank appears exactly once (one random crop each).  With ``balance="subject"`` or
+``"dataset"`` an epoch is as long, but its images are drawn with replacement so
+that each group (subject or dataset) of size *n* comes up with probability
+proportional to *n* ** ``balance_alpha`` (see :func:`balance_weights`).  ``split_by_subject(table,
 val_fraction, seed)`` returns the (train, val) Arrow tables, never sharing a
 subject.  The data is read from ``OUTPUT/arrays`` through the manifest in
 ``OUTPUT/manifests``; this module never imports Dask.
@@ -38,21 +48,30 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 import manifests
 
-from pretrain.augment import AugmentConfig, crop_and_flip, region_masks, resample, sample_grid, sample_params, source_window
+from pretrain.augment import (
+    SPATIAL_PRESETS, AugmentConfig, SpatialParams, crop_and_flip, elastic_displacement, region_masks, resample,
+    sample_grid, sample_params, source_window,
+)
+from pretrain.intensity import INTENSITY_PRESETS, SCALES, IntensityConfig, degrade, unit_range
 from pretrain.data_io import ArrayFileError, ArrayHandle, open_array, sample_centre, split_masks
+from pretrain.sampling import BALANCE, balance_weights, epoch_order, samples_before, shard, slots
 
 log = logging.getLogger(__name__)
+
+__all__ = ["BALANCE", "CropDataset", "EpochLoader", "ImageEntry", "balance_weights", "epoch_order",
+           "make_loader", "samples_before", "select_entries", "shard", "slots", "split_by_subject"]
 
 Sample = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class ImageEntry:
-    """One training image: its id, subject key and array file (absolute path)."""
+    """One training image: its id, subject key, array file (absolute path) and dataset."""
 
     image_id: str
     subject: str
     path: str
+    dataset: str = ""
 
 
 def subject_keys(table: pa.Table) -> list[str]:
@@ -99,23 +118,9 @@ def select_entries(output_dir: Path, selection: manifests.Selection | None, spli
     if split != "all":
         train, val = split_by_subject(table, val_fraction, seed)
         table = train if split == "train" else val
-    rows = zip(table["image_id"].to_pylist(), subject_keys(table), table["array_path"].to_pylist())
-    return sorted(ImageEntry(i, s, str(output_dir / p)) for i, s, p in rows)
-
-
-def shard(n_items: int, *, seed: int, epoch: int, rank: int, world_size: int,
-          worker: int, n_workers: int) -> np.ndarray:
-    """Indices of one (rank, worker) in one epoch: a seeded permutation cut into disjoint slices.
-
-    Examples
-    --------
-    >>> parts = [shard(10, seed=0, epoch=1, rank=r, world_size=2, worker=w, n_workers=3)
-    ...          for r in range(2) for w in range(3)]
-    >>> sorted(int(i) for p in parts for i in p) == list(range(10))
-    True
-    """
-    order = np.random.default_rng([seed, epoch]).permutation(n_items)
-    return order[rank::world_size][worker::n_workers]
+    rows = zip(table["image_id"].to_pylist(), subject_keys(table), table["array_path"].to_pylist(),
+               table["dataset"].to_pylist())
+    return sorted(ImageEntry(i, s, str(output_dir / p), d) for i, s, p, d in rows)
 
 
 class SkipCounter:
@@ -144,15 +149,22 @@ class CropDataset(IterableDataset):
     def __init__(self, output_dir: Path | str, *, patch_size: int, selection: manifests.Selection | None = None,
                  split: str = "train", val_fraction: float = 0.05, seed: int = 0, augment: bool = True,
                  rank: int = 0, world_size: int = 1, follow: bool = False, anatomy_bias: float = 0.9,
-                 augment_config: AugmentConfig = AugmentConfig()) -> None:
+                 augment_config: AugmentConfig = AugmentConfig(), balance: str = "image",
+                 balance_alpha: float = 0.0, intensity: IntensityConfig | None = None,
+                 scale: str = "zscore") -> None:
         super().__init__()
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+        self.intensity, self.scale = intensity, scale
         self.root = Path(output_dir)
         self.patch = int(patch_size)
         self.selection, self.split, self.val_fraction = selection, split, val_fraction
         self.seed, self.augment, self.rank, self.world_size = seed, augment, rank, world_size
         self.follow, self.anatomy_bias, self.aug = follow, anatomy_bias, augment_config
+        self.balance, self.balance_alpha = balance, float(balance_alpha)
+        balance_weights([], balance)  # refuse a bad choice now
         self.epoch = -1
         self._pending_epoch: int | None = None
         self._pending_skip: tuple[int, int, int, bool] | None = None
@@ -160,16 +172,28 @@ class CropDataset(IterableDataset):
         self._first_role = 0
         self._passes = 0
         self.skipped = SkipCounter()
-        self.entries = self._read_entries()
+        self.entries: list[ImageEntry] = []
+        self.weights: np.ndarray | None = None
+        self._read_entries()
 
-    def _read_entries(self) -> list[ImageEntry]:
+    def _read_entries(self) -> None:
+        """(Re-)read the selected entries; in follow mode, stop following once the build is over.
+
+        Whether a build still runs is asked *before* the manifest is read, so the read
+        that ends following already sees the finished build's rows.
+        """
+        running = self.follow and manifests.build_running(self.root)
         entries = select_entries(self.root, self.selection, self.split, self.val_fraction, self.seed)
         dist = torch.distributed
         if self.world_size > 1 and dist.is_available() and dist.is_initialized():
-            box: list[Any] = [entries]
+            box: list[Any] = [(entries, running)]
             dist.broadcast_object_list(box, src=0)  # every rank shards the same list
-            entries = box[0]
-        return entries
+            entries, running = box[0]
+        if self.follow and not running:
+            log.info("the build of %s has finished: %d images, no longer following", self.root, len(entries))
+            self.follow = False
+        self.entries = entries
+        self.weights = balance_weights(entries, self.balance, self.balance_alpha)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass epoch ``epoch`` (seeded order and crops; for exact resumes)."""
@@ -192,21 +216,25 @@ class CropDataset(IterableDataset):
         pending, self._pending_epoch = self._pending_epoch, None
         self.epoch = pending if pending is not None else self.epoch + 1
         if self.follow and self._passes > 0:
-            self.entries = self._read_entries()
+            self._read_entries()
         self._passes += 1
         skip, self._pending_skip = self._pending_skip, None
         self._skip, self._first_role = self._samples_to_skip(*skip) if skip else ({}, 0)
 
     def _samples_to_skip(self, n_batches: int, batch_size: int, n_workers: int,
                          drop_last: bool) -> tuple[dict[int, int], int]:
-        sizes = [len(shard(len(self.entries), seed=self.seed, epoch=self.epoch, rank=self.rank,
-                           world_size=self.world_size, worker=w, n_workers=n_workers))
-                 for w in range(n_workers)]
+        sizes = [len(slots(len(self.entries), rank=self.rank, world_size=self.world_size,
+                           worker=w, n_workers=n_workers)) for w in range(n_workers)]
         return samples_before(sizes, batch_size, drop_last, n_batches)
 
-    def _sample_rng(self, epoch: int, index: int) -> np.random.Generator:
-        """The generator of one image's crop in one epoch, whatever worker or rank draws it."""
-        return np.random.default_rng([self.seed, epoch, index, 1])
+    def _sample_rng(self, epoch: int, index: int, slot: int) -> np.random.Generator:
+        """The generator of one crop in one epoch, whatever worker or rank draws it.
+
+        Keyed by the image without balance (each image comes once per epoch), by its
+        position in the epoch with balance (an image may come twice, with two crops).
+        """
+        key = [self.seed, epoch, index, 1] if self.weights is None else [self.seed, epoch, slot, 2]
+        return np.random.default_rng(key)
 
     def num_images(self) -> int:
         """Images this rank sees in one epoch."""
@@ -219,17 +247,19 @@ class CropDataset(IterableDataset):
         # After a skip the loader still starts its rotation at worker 0, so worker 0
         # takes the shard whose batch came next in the full pass, and so on.
         role = (worker + self._first_role) % n_workers
-        mine = shard(len(self.entries), seed=self.seed, epoch=epoch, rank=self.rank,
-                     world_size=self.world_size, worker=role, n_workers=n_workers)
+        order = epoch_order(len(self.entries), seed=self.seed, epoch=epoch, weights=self.weights)
+        mine = slots(len(self.entries), rank=self.rank, world_size=self.world_size, worker=role,
+                     n_workers=n_workers)
         to_skip = self._skip.get(role, 0)
-        for index in mine:
-            entry = self.entries[int(index)]
+        for slot in mine:
+            index = int(order[slot])
+            entry = self.entries[index]
             try:
                 if to_skip:
                     open_array(Path(entry.path))  # only to know it would have given a sample
                     to_skip -= 1
                     continue
-                yield self.load(entry, self._sample_rng(epoch, int(index)))
+                yield self.load(entry, self._sample_rng(epoch, index, int(slot)))
             except ArrayFileError as exc:
                 self.skipped.add()
                 log.warning("skipped image %s: %s (%d skipped so far)", entry.image_id, exc, self.skipped.total)
@@ -246,8 +276,20 @@ class CropDataset(IterableDataset):
         params = sample_params(rng, self.aug, self.augment)
         centre = self._clamp_centre(sample_centre(handle, rng, self.anatomy_bias), handle.shape)
         if params.interpolate:
-            return self._resampled(handle, centre, params.matrix)
-        return self._cropped(handle, centre, np.sign(np.diag(params.matrix)))
+            sample = self._resampled(handle, centre, params)
+        else:
+            sample = self._cropped(handle, centre, np.sign(np.diag(params.matrix)))
+        return self._finish(sample, rng)
+
+    def _finish(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        """Intensity scaling, then the input-only intensity augmentation (target kept)."""
+        if self.scale == "unit":
+            sample["image"] = unit_range(sample["image"], sample["valid"])
+        if self.intensity is not None:
+            degraded, _ = degrade(sample["image"][0], rng, self.intensity)
+            sample["target"] = sample["image"]
+            sample["image"] = (degraded * sample["valid"][0])[None]  # padding stays 0 in both
+        return sample
 
     def _clamp_centre(self, centre: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """Keep the un-augmented patch inside the array (or the array inside the patch)."""
@@ -267,37 +309,15 @@ class CropDataset(IterableDataset):
         return {"image": torch.from_numpy(image), "anon_mask": torch.from_numpy(anon),
                 "anatomy_mask": torch.from_numpy(anatomy), "valid": torch.from_numpy(valid[None])}
 
-    def _resampled(self, handle: ArrayHandle, centre: np.ndarray, matrix: np.ndarray) -> Sample:
-        lo, hi = source_window(centre, matrix, self.patch, handle.shape)
+    def _resampled(self, handle: ArrayHandle, centre: np.ndarray, params: SpatialParams) -> Sample:
+        displacement, margin = None, 0.0
+        if params.elastic is not None:
+            displacement = elastic_displacement(self.patch, *params.elastic)
+            margin = float(displacement.abs().max()) + 1.0
+        lo, hi = source_window(centre, params.matrix, self.patch, handle.shape, margin)
         image, masks = handle.read(lo, hi)
-        grid = sample_grid(centre, matrix, self.patch, lo, image.shape)
+        grid = sample_grid(centre, params.matrix, self.patch, lo, image.shape, displacement=displacement)
         return resample(torch.from_numpy(image), region_masks(masks), grid)
-
-
-def samples_before(sizes: list[int], batch_size: int, drop_last: bool,
-                   n_batches: int) -> tuple[dict[int, int], int]:
-    """Samples each loader worker has produced when the loader has yielded ``n_batches``,
-    and the worker whose batch comes next.
-
-    ``sizes`` are the workers' sample counts.  A DataLoader over an iterable
-    dataset takes batches from its workers in turn, passing over workers that
-    have run out; each worker batches its own samples.
-
-    Examples
-    --------
-    >>> samples_before([3, 7], batch_size=2, drop_last=False, n_batches=3)
-    ({0: 3, 1: 2}, 1)
-    """
-    left = [s // batch_size if drop_last else -(-s // batch_size) for s in sizes]
-    taken = [0] * len(sizes)
-    worker = produced = 0
-    while produced < n_batches and any(left):
-        if left[worker]:
-            left[worker] -= 1
-            taken[worker] += 1
-            produced += 1
-        worker = (worker + 1) % len(sizes)
-    return {w: min(t * batch_size, s) for w, (t, s) in enumerate(zip(taken, sizes))}, worker
 
 
 class EpochLoader(DataLoader):
@@ -337,7 +357,9 @@ def _worker_init(worker_id: int) -> None:
 def make_loader(output_dir: Path | str, *, patch_size: int, batch_size: int, workers: int,
                 selection: manifests.Selection | None = None, split: str = "train",
                 val_fraction: float = 0.05, seed: int = 0, augment: bool = True, rank: int = 0,
-                world_size: int = 1, follow: bool = False) -> DataLoader:
+                world_size: int = 1, follow: bool = False, balance: str = "image",
+                balance_alpha: float = 0.0, spatial: str = "nnssl", intensity: str = "none",
+                scale: str = "zscore") -> DataLoader:
     """The pre-training loader over ``OUTPUT`` (see the module docstring for the batch format).
 
     Examples
@@ -351,7 +373,9 @@ def make_loader(output_dir: Path | str, *, patch_size: int, batch_size: int, wor
     """
     dataset = CropDataset(output_dir, patch_size=patch_size, selection=selection, split=split,
                           val_fraction=val_fraction, seed=seed, augment=augment, rank=rank,
-                          world_size=world_size, follow=follow)
+                          world_size=world_size, follow=follow, balance=balance,
+                          balance_alpha=balance_alpha, augment_config=SPATIAL_PRESETS[spatial],
+                          intensity=INTENSITY_PRESETS[intensity], scale=scale)
     return EpochLoader(dataset, batch_size=batch_size, num_workers=workers,
                        pin_memory=torch.cuda.is_available(), worker_init_fn=_worker_init,
                        prefetch_factor=2 if workers > 0 else None, persistent_workers=False)

@@ -12,6 +12,14 @@ long as decompressing it), torch's copy kernel uses the CPU's vector
 half-to-float instructions (0.5-1 ms on one thread, same exact values).
 :meth:`ArrayHandle.read` goes further and converts slab by slab while each
 decoded slab is still in cache.
+
+A read is serial whatever the caller's thread settings: the arrays are opened with
+their own blosc2 decompression parameters (one thread; the global ``blosc2.nthreads``
+is left alone) and the conversion is copied in pieces smaller than torch's
+parallelisation grain, so it never enters torch's intra-op pool.  A 160^3 crop is
+only ~7 ms of work: on a loaded machine, handing it to thread pools sized for all
+cores cost 8x (59 ms against 7 ms, issue 17); parallelism belongs to the loader's
+workers.
 """
 
 from __future__ import annotations
@@ -83,8 +91,31 @@ def decode_float32(array: blosc2.NDArray, window: tuple[slice, ...]) -> np.ndarr
         return out
     target, first = torch.from_numpy(out), window[0].start
     for start, stop in _slabs(first, window[0].stop, array.chunks[0], array.blocks[0]):
-        target[start - first:stop - first].copy_(_decode_slab(array, (slice(start, stop), *window[1:])))
+        serial_copy(target[start - first:stop - first], _decode_slab(array, (slice(start, stop), *window[1:])))
     return out
+
+
+#: Elements per piece of :func:`serial_copy`: below torch's ``at::internal::GRAIN_SIZE``
+#: (32768), under which an elementwise kernel runs on the calling thread only.
+SERIAL_PIECE = 32_000
+
+
+def serial_copy(target: torch.Tensor, source: torch.Tensor) -> None:
+    """``target.copy_(source)`` (contiguous, same shape) on the calling thread only.
+
+    torch would split a large copy over its intra-op pool (all cores by default); a
+    process that trains or decodes elsewhere meanwhile then oversubscribes the cores.
+    Pieces below the grain size stay serial: ~3 us of dispatch each, ~0.4 ms per 160^3.
+
+    Examples
+    --------
+    >>> t = torch.empty(70_000); serial_copy(t, torch.arange(70_000, dtype=torch.float16))
+    >>> bool((t == torch.arange(70_000, dtype=torch.float16).float()).all())
+    True
+    """
+    flat_target, flat_source = target.view(-1), source.reshape(-1)
+    for lo in range(0, flat_target.numel(), SERIAL_PIECE):
+        flat_target[lo:lo + SERIAL_PIECE].copy_(flat_source[lo:lo + SERIAL_PIECE])
 
 
 def _slabs(start: int, stop: int, chunk: int, block: int) -> list[tuple[int, int]]:
@@ -132,7 +163,7 @@ def to_float32(array: np.ndarray) -> np.ndarray:
     # numpy allocates the output: it asks for huge pages on large arrays, torch's allocator
     # does not, and 4 KiB page faults on a fresh 16 MB tensor cost 6-7 ms here (measured).
     out = np.empty(array.shape, np.float32)
-    torch.from_numpy(out).copy_(torch.from_numpy(np.ascontiguousarray(array)))
+    serial_copy(torch.from_numpy(out), torch.from_numpy(np.ascontiguousarray(array)))
     return out
 
 
@@ -160,10 +191,18 @@ def _open_members(path: Path) -> tuple[object, blosc2.NDArray, blosc2.NDArray]:
                 header = archive.fp.read(30)  # type: ignore[union-attr]
                 offsets.append(infos[name].header_offset + 30 + int.from_bytes(header[26:28], "little")
                                + int.from_bytes(header[28:30], "little"))
-            image, masks = (blosc2.open(str(path), mode="r", offset=o, mmap_mode="r") for o in offsets)
+            image, masks = (blosc2.open(str(path), mode="r", offset=o, mmap_mode="r", dparams=_SERIAL)
+                            for o in offsets)
             return None, image, masks
     store = blosc2.DictStore(str(path), mode="r", mmap_mode="r")
-    return store, store["/image"], store["/masks"]
+    image, masks = store["/image"], store["/masks"]
+    for array in (image, masks):
+        array.schunk.dparams = _SERIAL
+    return store, image, masks
+
+
+#: Decompression on the calling thread only, per array (``blosc2.nthreads`` is process-wide).
+_SERIAL = blosc2.DParams(nthreads=1)
 
 
 def open_array(path: Path) -> ArrayHandle:

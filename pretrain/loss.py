@@ -25,12 +25,14 @@ import torch
 
 
 def loss_weights(mask: torch.Tensor, anon_mask: torch.Tensor | None = None,
-                 valid: torch.Tensor | None = None) -> torch.Tensor:
+                 valid: torch.Tensor | None = None, masked_only: bool = True) -> torch.Tensor:
     """Boolean weight map: masked, not anonymized, not padding.
 
     ``valid`` may be per voxel (same shape as ``mask``) or per sample (shape ``(B,)``).
+    ``masked_only=False`` weighs visible voxels too (AMAES's loss over the whole volume);
+    anonymized voxels and padding stay out either way.
     """
-    w = mask == 0
+    w = mask == 0 if masked_only else torch.ones_like(mask, dtype=torch.bool)
     if anon_mask is not None:
         w = w & (anon_mask == 0)
     if valid is not None:
@@ -43,7 +45,7 @@ def loss_weights(mask: torch.Tensor, anon_mask: torch.Tensor | None = None,
 
 def masked_l2_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                    anon_mask: torch.Tensor | None = None,
-                   valid: torch.Tensor | None = None) -> torch.Tensor:
+                   valid: torch.Tensor | None = None, masked_only: bool = True) -> torch.Tensor:
     """Mean squared error over masked, non-anonymized, non-padding voxels.
 
     Parameters
@@ -52,7 +54,7 @@ def masked_l2_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
         ``(B, 1, D, H, W)``; the target is the z-scored image.
     mask
         MAE visibility mask, 1 = visible (no loss), 0 = masked (loss).
-    anon_mask, valid
+    anon_mask, valid, masked_only
         See :func:`loss_weights`.
 
     Returns
@@ -60,7 +62,7 @@ def masked_l2_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     torch.Tensor
         Scalar float32 loss; 0 (with zero gradient) when no voxel has weight.
     """
-    w = loss_weights(mask, anon_mask, valid)
+    w = loss_weights(mask, anon_mask, valid, masked_only)
     # where() rather than a product: a NaN/inf in an ignored voxel cannot leak into the loss.
     diff = torch.where(w, pred.float() - target.float(), torch.zeros((), device=pred.device))
     return (diff * diff).sum() / w.sum().clamp_min(1)

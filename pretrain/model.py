@@ -155,11 +155,17 @@ class SparseMAE(nn.Module):
 
 
 class DenseMAE(nn.Module):
-    """nnssl-style dense MAE: the plain U-Net on the masked input (baseline, no sparsity)."""
+    """nnssl-style dense MAE: the plain U-Net on the masked input (baseline, no sparsity).
 
-    def __init__(self, name: str = "resenc-l"):
+    ``skips=False`` hands the decoder zeros instead of the encoder's skip features, so the
+    reconstruction comes from the bottleneck alone (AMAES pre-trains without skips; the
+    decoder keeps nnU-Net's shape and names, so exported weights still load).
+    """
+
+    def __init__(self, name: str = "resenc-l", skips: bool = True):
         super().__init__()
         self.arch = name
+        self.skips = skips
         self.net = build_unet(name, num_classes=1)
         for head in self.net.decoder.seg_layers[:-1]:
             head.requires_grad_(False)
@@ -172,15 +178,19 @@ class DenseMAE(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x`` from ``x * mask``."""
-        return self.net(x * mask.to(x.dtype))
+        x = x * mask.to(x.dtype)
+        if self.skips:
+            return self.net(x)
+        features = self.net.encoder(x)
+        return self.net.decoder([torch.zeros_like(f) for f in features[:-1]] + [features[-1]])
 
 
 def build_model(name: str = "resenc-l", sparse: bool = True, mask_token: bool = True,
-                densify: bool = True) -> SparseMAE | DenseMAE:
+                densify: bool = True, skips: bool = True) -> SparseMAE | DenseMAE:
     """The pre-training network for a :class:`pretrain.config.ModelConfig`'s fields."""
     if sparse:
         return SparseMAE(name, mask_token=mask_token, densify=densify)
-    return DenseMAE(name)
+    return DenseMAE(name, skips=skips)
 
 
 def count_parameters(module: nn.Module) -> int:

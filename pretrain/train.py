@@ -51,23 +51,35 @@ def make_model(cfg: PretrainConfig, info: DistInfo) -> nn.Module:
     All ranks build from the same seed; DDP also broadcasts rank 0's weights.
     """
     torch.manual_seed(cfg.run.seed)
-    model = build_model(cfg.model.name, cfg.model.sparse, cfg.model.mask_token, cfg.model.densify)
+    model = build_model(cfg.model.name, cfg.model.sparse, cfg.model.mask_token, cfg.model.densify,
+                        cfg.model.skips)
     model = model.to(info.device)
-    if info.device.type == "cuda" and cfg.run.channels_last:
+    if switch_on(cfg, info.device, "channels_last"):
         model = model.to(memory_format=torch.channels_last_3d)
     if info.distributed:
         ids = [info.device.index] if info.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=ids)
-    if cfg.run.compile:
+    if switch_on(cfg, info.device, "compile"):
         model = torch.compile(model)
     return model
 
 
-def make_optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.SGD:
-    """SGD with Nesterov momentum and weight decay (nnU-Net / S3D)."""
+def switch_on(cfg: PretrainConfig, device: torch.device, name: str) -> bool:
+    """Whether the GPU switch ``name`` (``bf16``, ``channels_last``, ``compile``) applies here.
+
+    On CUDA it is the switch's value; elsewhere only with ``run.switches_on_cpu``.
+    """
+    return bool(getattr(cfg.run, name)) and (device.type == "cuda" or cfg.run.switches_on_cpu)
+
+
+def make_optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum (nnU-Net / S3D), or AdamW (AMAES), with weight decay."""
     o = cfg.optim
-    return torch.optim.SGD(list(trainable(model)), lr=o.lr, momentum=o.momentum,
-                           nesterov=o.nesterov, weight_decay=o.weight_decay)
+    params = list(trainable(model))
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, amsgrad=o.amsgrad, eps=o.eps)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                           weight_decay=o.weight_decay)
 
 
 def poly_factor(step: int, max_steps: int, exponent: float) -> float:
@@ -79,12 +91,28 @@ def poly_factor(step: int, max_steps: int, exponent: float) -> float:
     return max(0.0, 1.0 - step / max_steps) ** exponent
 
 
+def lr_factor(step: int, cfg: PretrainConfig) -> float:
+    r"""Learning-rate multiplier of ``step``: linear warm-up from 1/1000, then poly or cosine.
+
+    >>> from pretrain.config import load_config_text
+    >>> cfg = load_config_text('[method]\nname = "amaes"\n[optim]\nmax_steps = 105\n')
+    >>> [round(lr_factor(s, cfg), 3) for s in (0, 5, 55, 105)]
+    [0.001, 1.0, 0.5, 0.0]
+    """
+    o = cfg.optim
+    warmup = round(o.warmup_fraction * o.max_steps)
+    if step < warmup:
+        return 1e-3 + (1.0 - 1e-3) * step / warmup
+    if o.schedule == "cosine":
+        done = min(1.0, (step - warmup) / max(1, o.max_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+    return poly_factor(step - warmup, o.max_steps - warmup, o.poly_exponent)
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer,
                    cfg: PretrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """The poly learning-rate schedule over ``optim.max_steps``."""
-    o = cfg.optim
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: poly_factor(s, o.max_steps, o.poly_exponent))
+    """The learning-rate schedule over ``optim.max_steps`` (:func:`lr_factor`)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
 
 
 def step_mask(cfg: PretrainConfig, batch: int, block: int, step: int, rank: int,
@@ -97,12 +125,15 @@ def step_mask(cfg: PretrainConfig, batch: int, block: int, step: int, rank: int,
 
 
 def to_device(batch: Batch, device: torch.device, channels_last: bool) -> dict[str, torch.Tensor]:
-    """Move a batch to ``device`` (non-blocking), checking it has what the loss needs."""
+    """Move a batch to ``device`` (non-blocking), checking it has what the loss needs.
+
+    ``channels_last`` is whether that switch applies here (:func:`switch_on`).
+    """
     if "image" not in batch:
         raise KeyError(f"a batch needs an 'image' tensor; got keys {sorted(batch)}")
-    fmt = torch.channels_last_3d if channels_last and device.type == "cuda" else torch.contiguous_format
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     out = {}
-    for key in ("image", "anon_mask", "valid"):
+    for key in ("image", "target", "anon_mask", "valid"):
         if key in batch:
             t = batch[key].to(device, non_blocking=True)
             out[key] = t.contiguous(memory_format=fmt) if t.ndim == 5 else t
@@ -110,21 +141,27 @@ def to_device(batch: Batch, device: torch.device, channels_last: bool) -> dict[s
 
 
 def autocast(cfg: PretrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when enabled; a no-op on CPU (fp32)."""
-    if device.type == "cuda" and cfg.run.bf16:
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast when enabled on CUDA (or on CPU with ``run.switches_on_cpu``); else fp32."""
+    if switch_on(cfg, device, "bf16"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def train_step(model: nn.Module, batch: dict[str, torch.Tensor], mask: torch.Tensor,
                optimizer: torch.optim.Optimizer, cfg: PretrainConfig) -> StepResult:
-    """Forward, anonymization-aware loss, backward, gradient clipping, SGD step."""
+    """Forward, anonymization-aware loss, backward, gradient clipping, optimizer step.
+
+    The target is ``batch["target"]`` when the loader degraded the input (AMAES), else the
+    input itself; ``method.loss`` picks masked voxels only or the whole volume.
+    """
     image = batch["image"]
+    target = batch.get("target", image)
     mask = mask.to(image.device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
     with autocast(cfg, image.device):
         pred = model(image, mask)
-    loss = masked_l2_loss(pred, image, mask, batch.get("anon_mask"), batch.get("valid"))
+    loss = masked_l2_loss(pred, target, mask, batch.get("anon_mask"), batch.get("valid"),
+                          masked_only=cfg.method.loss == "masked")
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(list(trainable(model)), cfg.optim.grad_clip)
     optimizer.step()
@@ -161,9 +198,15 @@ def batch_stream(source: Iterable[Batch], position: Position) -> Iterator[Batch]
 
 
 def append_metrics(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line to ``RUN/metrics.jsonl``."""
+    """Append one JSON line to ``RUN/metrics.jsonl``; a non-finite number is written as ``null``.
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "m.jsonl"
+    >>> append_metrics(p, {"step": 1, "grad_norm": float("inf")}); p.read_text()
+    '{"step": 1, "grad_norm": null}\\n'
+    """
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
     with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(json.dumps(clean, allow_nan=False) + "\n")
 
 
 def truncate_metrics(path: Path, step: int) -> None:
@@ -251,7 +294,7 @@ def _loop(cfg: PretrainConfig, model: nn.Module, optimizer: torch.optim.Optimize
     with progress_bar(position.step, last, enabled=cfg.run.progress and info.is_main) as advance:
         while position.step < last:
             t0 = time.perf_counter()
-            batch = to_device(next(stream), info.device, cfg.run.channels_last)
+            batch = to_device(next(stream), info.device, switch_on(cfg, info.device, "channels_last"))
             t1 = time.perf_counter()
             mask, _ = step_mask(cfg, batch["image"].shape[0], block, position.step, info.rank,
                                 info.device)
@@ -264,7 +307,10 @@ def _loop(cfg: PretrainConfig, model: nn.Module, optimizer: torch.optim.Optimize
             window["samples"] += batch["image"].shape[0]
             window["steps"] += 1
             if not math.isfinite(result.loss):
-                raise FloatingPointError(f"loss became {result.loss} at step {position.step}")
+                raise PretrainError(
+                    f"the loss became {result.loss} at step {position.step}; the run stopped "
+                    f"(RUN/checkpoints/last.pt keeps the last good state: lower optim.lr or "
+                    f"optim.grad_clip, or check the data)")
             if position.step % cfg.run.log_every == 0 or position.step == last:
                 _log(metrics, position.step, result, lr, window, info)
                 window = _new_window()

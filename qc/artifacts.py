@@ -4,11 +4,12 @@ intensity non-uniformity, anatomy cut by the field of view, zero or duplicated s
 Ghost ratio (along the phase-encoding axis :math:`a`)
     Ghosts are faint copies of the head displaced along the phase-encoding
     axis, so they land in the air *band* whose lines along :math:`a` cross the
-    head.  With :math:`\hat\sigma` the Rayleigh sigma of the air off the band
-    (all air when there is none) and :math:`S` the median head intensity,
-    :math:`g_a = \max(0, \overline{B_\mathrm{band}} - \hat\sigma\sqrt{\pi/2}) / S`
-    (:math:`\hat\sigma\sqrt{\pi/2}` is the Rayleigh mean).  Unknown
-    phase-encoding: the largest of the three axes.
+    head.  With :math:`S` the median head intensity,
+    :math:`g_a = \max(0, \mathrm{med}(B_\mathrm{band}) - \mathrm{med}(B_\mathrm{off})) / S`,
+    and the same with the band replaced by the air where the head shifted by
+    half the field of view lands (a Nyquist ghost); medians, so that anatomy
+    in part of the band (neck, shoulders) is no ghost; exact zeros are no air.
+    Unknown phase-encoding: the largest of the three axes.
 QI1-like air artifact fraction [Mortamet2009]_
     Air voxels above the Rayleigh tail threshold
     :math:`t = \hat\sigma\sqrt{2\ln(1/p)}` (:math:`p = 10^{-4}`), kept only where a
@@ -31,11 +32,16 @@ INU (bias) spread
     field over those voxels.  A smooth multiplicative field shows up in it,
     anatomy (spatially mixed classes) hardly does.
 Border truncation
-    Largest fraction of a face of the volume (two voxels deep) covered by the
-    head, over the faces other than the inferior one (the neck always leaves).
+    Largest head cross-section on a face of the volume, over the head's
+    largest cross-section along that axis, over the faces other than the
+    inferior one (the neck always leaves);
+    :mod:`qc.profile` crops exact-zero padding first, so the faces are those of
+    the acquired data.
 Bad slices
-    Slices, along any axis and between the first and last non-constant slice,
-    that are constant (zeroed, dropped) or identical to their neighbour.
+    Slices, along any axis and inside the anatomy (the head covers at least a
+    quarter of its largest cross-section there), that are constant (zeroed,
+    dropped) or identical to their neighbour.  Empty edge slices, padding and a
+    zero-filled background are not corruption.
 
 References
 ----------
@@ -56,7 +62,13 @@ MIN_BAND = 200
 
 
 def ghost_ratio(work: np.ndarray, head: np.ndarray, air: np.ndarray, axis: int, signal: float) -> float:
-    """Ghost signal in the air band along ``axis`` relative to ``signal`` (NaN without air)."""
+    """Ghost signal in the air band along ``axis`` relative to ``signal`` (NaN without air).
+
+    The excess of the band's median over the off-band air's median: medians, so
+    that anatomy below the head (neck, shoulders) that lies in a part of the band
+    does not read as a ghost; the larger of the whole band and of its half
+    shifted by N/2 from the head (where a Nyquist ghost lands).
+    """
     if air.sum() < MIN_BAND or not math.isfinite(signal) or signal <= 0:
         return NAN
     footprint = head.any(axis=axis, keepdims=True)
@@ -64,9 +76,11 @@ def ghost_ratio(work: np.ndarray, head: np.ndarray, air: np.ndarray, axis: int, 
     off = air & ~footprint
     if band.sum() < MIN_BAND:
         return 0.0
-    sigma = rayleigh_sigma(work[off]) if off.sum() >= MIN_BAND else rayleigh_sigma(work[air])
-    sigma = sigma if math.isfinite(sigma) else 0.0
-    excess = float(np.mean(work[band], dtype=np.float64)) - sigma * math.sqrt(math.pi / 2)
+    base = float(np.median(work[off])) if off.sum() >= MIN_BAND else 0.0
+    excess = float(np.median(work[band])) - base
+    nyquist = air & np.roll(head, head.shape[axis] // 2, axis=axis)
+    if nyquist.sum() >= MIN_BAND:
+        excess = max(excess, float(np.median(work[nyquist])) - base)
     return max(0.0, excess) / signal
 
 
@@ -149,31 +163,49 @@ def inu_spread(work: np.ndarray, inner: np.ndarray, low: float, max_points: int 
         return NAN
     points = points[:: max(1, points.shape[0] // max_points)]
     values = np.log(work[tuple(points.T)].astype(np.float64))
-    coords = points / np.maximum(np.array(work.shape) - 1, 1) * 2.0 - 1.0
+    # Coordinates scaled by one common length (not per axis) so that a permuted or
+    # padded volume gives the same fit.
+    coords = (points - points.mean(axis=0)) / max(float(np.max(np.ptp(points, axis=0))) / 2.0, 1.0)
     terms = _poly_terms(coords)
     terms = terms - terms.mean(axis=0)
     coef, *_ = np.linalg.lstsq(terms, values - values.mean(), rcond=None)
     return float(np.std(terms @ coef))
 
 
-def border_truncation(head: np.ndarray, skip: tuple[tuple[int, int], ...] = (), depth: int = 2) -> float:
-    """Largest fraction of a volume face (``depth`` deep) inside the head, faces in ``skip`` left out.
+def border_truncation(head: np.ndarray, skip: tuple[tuple[int, int], ...] = (), depth: int = 1) -> float:
+    """Largest head cross-section on a volume face, over the head's largest cross-section along that axis.
 
-    ``skip`` holds ``(axis, side)`` pairs, side 0 for the low end and 1 for the high end.
+    ``skip`` holds ``(axis, side)`` pairs, side 0 for the low end and 1 for the
+    high end.  Relative to the head's own cross-section, not to the face's
+    area, so a tighter box (cropped padding, a zeroed background) does not
+    change it; a head cut by the field of view gives a large value, one that
+    only touches a face a small one.
     """
     best = 0.0
     for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        area = head.sum(axis=others)
+        if area.max() == 0:
+            continue
         for side in (0, 1):
             if (axis, side) in skip:
                 continue
             index = slice(0, depth) if side == 0 else slice(-depth, None)
             face = np.moveaxis(head, axis, 0)[index].any(axis=0)
-            best = max(best, float(face.mean()))
+            best = max(best, float(face.sum() / area.max()))
     return best
 
 
-def bad_slices(data: np.ndarray) -> int:
-    """Interior slices (any axis) that are constant or identical to the previous slice."""
+def bad_slices(data: np.ndarray, head: np.ndarray | None = None, step: int = 1,
+               min_cover: float = 0.25) -> int:
+    """Slices inside the anatomy (any axis) that are constant or identical to the previous slice.
+
+    A slice counts only where the head covers at least ``min_cover`` of its
+    largest cross-section along that axis (``head`` on a work grid of stride
+    ``step``): empty edge slices, padding and zero-filled background are no
+    corruption.  Without ``head``, the slices between the first and last
+    non-constant one are checked.
+    """
     data = np.asarray(data)
     if not np.isfinite(data).all():
         data = np.where(np.isfinite(data), data, 0)
@@ -181,13 +213,19 @@ def bad_slices(data: np.ndarray) -> int:
     for axis in range(3):
         others = tuple(a for a in range(3) if a != axis)
         low, high = data.min(axis=others), data.max(axis=others)
-        varying = np.flatnonzero(high > low)
-        if varying.size < 2:
-            continue
-        first, last = int(varying[0]), int(varying[-1])
-        constant = ~(high[first:last + 1] > low[first:last + 1])
-        sums = data.sum(axis=others, dtype=np.float64)[first:last + 1]
-        candidates = np.flatnonzero((sums[1:] == sums[:-1]) & ~constant[1:]) + first + 1
+        if head is not None and head.any():
+            area = np.repeat(head.sum(axis=others), step)[: data.shape[axis]]
+            # a zeroed slice may hole the head mask itself: look one work slice around
+            area = ndi.maximum_filter1d(area, size=2 * step + 1)
+            inside = area >= min_cover * area.max()
+        else:
+            varying = np.flatnonzero(high > low)
+            inside = np.zeros(data.shape[axis], bool)
+            if varying.size >= 2:
+                inside[varying[0]:varying[-1] + 1] = True
+        constant = inside & ~(high > low)
+        sums = data.sum(axis=others, dtype=np.float64)
+        candidates = np.flatnonzero((sums[1:] == sums[:-1]) & inside[1:] & inside[:-1] & (high > low)[1:]) + 1
         duplicated = sum(bool(np.array_equal(np.take(data, c, axis), np.take(data, c - 1, axis)))
                          for c in candidates)
         count += int(constant.sum()) + duplicated

@@ -1,23 +1,23 @@
-"""Fit the IQS calibration on controlled degradations of real images from pip packages.
+"""Fit the IQS calibration: ``structural`` on real scans, ``FA``/``MD`` on MNI-derived maps.
 
-For every (family, degradation, measure) the knots are the median of the
-measure over the calibration images at each severity level, paired with the
-level's target score (1 clean ... 5 unusable).  Levels whose median does not
-rise at least 10 % above the previous knot are dropped, so every map is
-monotone and no measure jumps to 5 within its own jitter; a measure
-left with fewer than two knots, or whose severest knot is less than 50 % above
-the clean one, does not enter the calibration.
+``structural`` (T1w, T2w, FLAIR, PDw, every other acquired modality) is fitted on
+controlled degradations of the real-scan corpus (:mod:`qc.calibrate_real`, from
+the raw profiles that ``benchmarks/bench_iqs_metamorphic.py`` stores), templates
+left out.  ``FA`` and ``MD`` (one family each, no artifact part) keep the
+synthetic fit: FA- and MD-like maps made from nilearn's MNI152 white/grey-matter
+probability maps (``0.15 + 0.55 WM`` and ``(0.7 + 2.3 CSF) 1e-3`` inside the
+brain mask), as no real FA/MD map of useful size ships in a package.  For those,
+the knots are the median of the measure over the maps at each severity level,
+paired with the level's target score; a level whose median does not rise 10 %
+above the previous knot is dropped, and a measure whose severest knot is less
+than 50 % above the clean one is not used.
 
-Run ``python -m qc.calibrate`` (about 2-3 minutes on one core) to rewrite
-``qc/calibration/iqs_v1.json`` and ``docs/iqs_calibration.png``.
+Run::
 
-Calibration images
-    ``structural``: pydeface's mean head (whole head with face, real
-    background) and nilearn's MNI152 T1 (skull-stripped, zero background).
-    ``FA`` and ``MD`` (one family each, no artifact part): FA- and MD-like maps
-    made from nilearn's MNI152 white/grey-matter probability maps
-    (``0.15 + 0.55 WM`` and ``(0.7 + 2.3 CSF) 1e-3`` inside the brain mask);
-    there is no real FA/MD map of useful size in a pip package.
+    PYTHONPATH=. python benchmarks/bench_iqs_metamorphic.py --raw RAW.json
+    PYTHONPATH=. python -m qc.calibrate --corpus-raw RAW.json
+
+to rewrite ``qc/calibration/iqs_v2.json``.
 """
 
 from __future__ import annotations
@@ -50,38 +50,16 @@ class Degradation:
     apply: Degrader
 
 
-def _noise(x: np.ndarray, level: float, ref: float, rng: np.random.Generator) -> np.ndarray:
-    return degrade.rician_noise(x, level * ref, rng) if level > 0 else x
-
-
 def _map_noise(x: np.ndarray, level: float, ref: float, rng: np.random.Generator) -> np.ndarray:
     noisy = x + rng.normal(0, level * ref, x.shape).astype(np.float32)
     return np.where(x != 0, noisy, 0).astype(np.float32)
 
 
-STRUCTURAL = (
-    Degradation("rician noise (sigma / tissue)", "noise", (0, .02, .04, .08, .16), ("nsr",), _noise),
-    Degradation("gaussian blur (FWHM voxels)", "blur", (0, 1.5, 3, 5, 8), ("fwhm_mm",),
-                lambda x, v, r, g: degrade.gaussian_blur(x, v)),
-    Degradation("nyquist ghost (amplitude)", "artifact", (0, .03, .08, .15, .3), ("ghost",),
-                lambda x, v, r, g: degrade.nyquist_ghost(x, v)),
-    Degradation("k-space spike (amplitude)", "artifact", (0, .005, .01, .03, .1), ("spike",),
-                lambda x, v, r, g: degrade.kspace_spike(x, v)),
-    Degradation("bias field (log amplitude)", "artifact", (0, .25, .5, .75, 1.0), ("inu",),
-                lambda x, v, r, g: degrade.bias_field(x, v)),
-)
+_BLUR = Degradation("gaussian blur (FWHM voxels)", "blur", (0, 1.5, 3, 5, 8), ("fwhm_mm",),
+                    lambda x, v, r, g: degrade.gaussian_blur(x, v))
 DIFFUSION = (
     Degradation("gaussian noise (sigma / tissue)", "noise", (0, .02, .04, .08, .16), ("nsr",), _map_noise),
-    STRUCTURAL[1],
-)
-#: Evaluated (detection table, plot) but not fitted.  Motion is caught through the
-#: ghost and blur measures; ringing and QI1 saturate within a narrow range on the
-#: templates and read high on the clean head, so they are reported, not scored.
-EVALUATED = (
-    Degradation("motion k-space phase (fraction of lines, 4 voxels)", "artifact",
-                (0, .1, .25, .5, .8), (), lambda x, v, r, g: degrade.motion_phase(x, v, 4.0, g)),
-    Degradation("gibbs truncation (1 - kept)", "artifact", (0, .3, .5, .65, .75), (),
-                lambda x, v, r, g: degrade.gibbs_truncation(x, 1 - v) if v > 0 else x),
+    _BLUR,
 )
 #: A knot must exceed the previous one by this fraction to count as a separate level.
 MIN_STEP = 0.1
@@ -162,44 +140,60 @@ def _load_images() -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[fl
     return images, zooms
 
 
-def calibrate(out: Path, raw_out: Path | None) -> dict:
-    """Fit every family and write the calibration JSON (and the raw measures)."""
-    images, zooms = _load_images()
-    structural, raw_s = fit_family(images["structural"], zooms, STRUCTURAL)
-    for deg in EVALUATED:
-        raw_s[deg.name] = {"component": deg.component, "levels": list(deg.levels),
-                           "values": measure_series(images["structural"], zooms, deg)}
-    families: dict[str, dict] = {"structural": {"images": sorted(images["structural"]),
-                                                "components": structural}}
-    raw = {"structural": raw_s}
-    # Scanner ADC maps measure what our MD maps measure (mm^2/s): same family.
-    members = {"FA": ["FA"], "MD": ["MD", "ADC"]}
-    for name in ("FA", "MD"):
-        components, raw[name] = fit_family(images[name], zooms, DIFFUSION)
-        families[name] = {"modalities": members[name], "images": sorted(images[name]),
-                          "components": components}
-    calibration = {"version": "iqs_v1", "created_by": "python -m qc.calibrate",
-                   "targets": list(TARGETS), "min_step": MIN_STEP, "min_span": MIN_SPAN, "families": families}
+def calibrate(out: Path, raw_out: Path | None, corpus_raw: Sequence[Path] = (),
+              diffusion_from: Path | None = None) -> dict:
+    """Fit every family and write the calibration JSON (and the raw measures).
+
+    ``structural`` is fitted on the real-scan corpus's raw profiles
+    (``corpus_raw``, from ``benchmarks/bench_iqs_metamorphic.py``; see
+    :mod:`qc.calibrate_real`); ``FA`` and ``MD`` on degradations of the
+    MNI-derived maps, as no real FA/MD map of useful size ships in a package
+    (or copied from the calibration file ``diffusion_from``, to refit only ``structural``).
+    """
+    from qc import calibrate_real
+
+    real: dict = {}
+    for path in corpus_raw:
+        real.update(json.loads(Path(path).read_text()))
+    levels = {s.name: s.levels for s in calibrate_real.series()}
+    structural = calibrate_real.fit_structural(real, levels)
+    fitted_on = sorted(k for k, e in real.items() if calibrate_real.FIT_TEMPLATES or not e["is_template"])
+    families: dict[str, dict] = {"structural": {"images": fitted_on, "components": structural}}
+    raw: dict = {}
+    if diffusion_from is not None:
+        previous = json.loads(Path(diffusion_from).read_text())["families"]
+        families.update({name: previous[name] for name in ("FA", "MD")})
+    else:
+        images, zooms = _load_images()
+        # Scanner ADC maps measure what our MD maps measure (mm^2/s): same family.
+        members = {"FA": ["FA"], "MD": ["MD", "ADC"]}
+        for name in ("FA", "MD"):
+            components, raw[name] = fit_family(images[name], zooms, DIFFUSION)
+            families[name] = {"modalities": members[name], "images": sorted(images[name]),
+                              "components": components}
+    calibration = {"version": "iqs_v2", "created_by": "python -m qc.calibrate",
+                   "clean_quantile": calibrate_real.CLEAN_QUANTILE,
+                   "targets": {t[0]: list(t[3]) for t in calibrate_real.TARGETS},
+                   "min_step": MIN_STEP, "min_span": MIN_SPAN, "families": families}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(calibration, indent=1) + "\n", encoding="utf-8")
-    if raw_out is not None:
-        raw_out.write_text(json.dumps(raw, indent=1) + "\n",
-                           encoding="utf-8")
+    if raw_out is not None and raw:
+        raw_out.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
     return calibration
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m qc.calibrate [--out JSON] [--raw JSON] [--plot PNG]``."""
+    """``python -m qc.calibrate --corpus-raw RAW.json [...] [--out JSON] [--raw JSON]``."""
     parser = argparse.ArgumentParser(prog="python -m qc.calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_CALIBRATION)
     parser.add_argument("--raw", type=Path, default=Path("benchmarks/results/iqs_calibration_raw.json"))
-    parser.add_argument("--plot", type=Path, default=Path("docs/iqs_calibration.png"))
+    parser.add_argument("--corpus-raw", type=Path, nargs="+", required=True,
+                        help="raw profiles of the real-scan corpus (benchmarks/bench_iqs_metamorphic.py)")
+    parser.add_argument("--diffusion-from", type=Path, default=None,
+                        help="copy the FA/MD families from this calibration instead of refitting them")
     args = parser.parse_args(argv)
     args.raw.parent.mkdir(parents=True, exist_ok=True)
-    calibrate(args.out, args.raw)
-    from qc.calibration_plot import plot
-
-    plot(args.out, args.raw, args.plot)
+    calibrate(args.out, args.raw, args.corpus_raw, args.diffusion_from)
     return 0
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from qc.profile import Profile
 
-DEFAULT_CALIBRATION = Path(__file__).parent / "calibration" / "iqs_v1.json"
+DEFAULT_CALIBRATION = Path(__file__).parent / "calibration" / "iqs_v2.json"
 COMPONENTS = ("noise", "blur", "artifact")
 
 
@@ -64,7 +64,7 @@ class Calibration:
 
 
 def load_calibration(path: Path | str | None = None) -> Calibration:
-    """Read a calibration JSON (the packaged ``iqs_v1.json`` by default)."""
+    """Read a calibration JSON (the packaged ``iqs_v2.json`` by default)."""
     path = Path(path) if path is not None else DEFAULT_CALIBRATION
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -81,7 +81,7 @@ def load_calibration(path: Path | str | None = None) -> Calibration:
 class FlagRules:
     """Thresholds of the two flags (from ``IqsConfig``)."""
 
-    max_border_fraction: float = 0.1
+    max_border_fraction: float = 0.25
     min_head_fraction: float = 0.03
     max_bad_slices: int = 0
 
@@ -142,7 +142,8 @@ def flags(profile: Profile, rules: FlagRules) -> tuple[bool, bool, list[str]]:
     fov = False
     if math.isfinite(profile.border_truncation) and profile.border_truncation > rules.max_border_fraction:
         fov = True
-        reasons.append(f"fov: {profile.border_truncation:.0%} of a volume face is anatomy")
+        reasons.append(f"fov: the head meets a volume face over {profile.border_truncation:.0%} "
+                       "of its largest cross-section")
     if 0 < profile.head_fraction < rules.min_head_fraction:
         fov = True
         reasons.append(f"fov: anatomy fills {profile.head_fraction:.1%} of the volume")

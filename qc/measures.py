@@ -73,6 +73,9 @@ NAN = float("nan")
 RAYLEIGH_MEDIAN = math.sqrt(2.0 * math.log(2.0))
 #: Rayleigh standard deviation over sigma, sqrt((4 - pi) / 2) (MRIQC's DIETRICH_FACTOR).
 DIETRICH_FACTOR = math.sqrt((4.0 - math.pi) / 2.0)
+#: 10th percentile of the 5x5 local RMS of white-noise residuals over their sigma
+#: (measured on 64^3 Gaussian noise; checked in tests/qc/test_measures.py).
+PATCH_Q10 = 0.7598
 #: Normal-consistent MAD scale.
 MAD_SCALE = 1.482602218505602
 
@@ -98,24 +101,72 @@ def rayleigh_sigma(air: np.ndarray) -> float:
     return sigma if sigma > 0 else NAN
 
 
-def residual_sigma(data: np.ndarray, mask: np.ndarray | None = None, axis: int = 2,
-                   every: int = 4) -> float:
+def residual_sigma(data: np.ndarray, mask: np.ndarray | None = None, axis: int | None = None,
+                   every: int = 4, zooms: tuple[float, ...] | None = None, quantile: float | None = None,
+                   window: int = 5) -> float:
     """Noise sigma from in-plane residuals against the 4-neighbour mean, in ``mask``.
 
-    Uses every ``every``-th slice along ``axis``; NaN when fewer than 100 voxels remain.
+    Uses every ``every``-th slice along ``axis``.  ``axis=None`` is
+    orientation-free: the slices across the coarsest axis when the voxels are
+    anisotropic (``zooms`` differ by more than 10 %), else the median of the
+    three axes' estimates (each on every ``2 every``-th slice, to bound the
+    cost).  ``quantile=None`` gives the normal-consistent MAD of
+    the residuals; a ``quantile`` q gives the q-quantile over the mask of the
+    local RMS residual in ``window x window`` in-plane patches (a texture-robust
+    noise scale: anatomy raises the residual in most patches, noise in all, so
+    the flattest patches see the noise), divided by ``sqrt(5/4)`` and by
+    :data:`PATCH_Q10` so that white noise gives its sigma.  NaN when fewer
+    than 100 voxels remain.
     """
-    slab = np.moveaxis(np.asarray(data), axis, 0)[::every].astype(np.float32)
-    if slab.shape[1] < 3 or slab.shape[2] < 3:
-        return NAN
+    shape = np.shape(data)
+    if axis is None:
+        z = np.asarray(zooms if zooms is not None else (1.0, 1.0, 1.0), float)[:3]
+        axes = [int(np.argmax(z))] if z.max() > 1.1 * z.min() else [0, 1, 2]
+        every = every if len(axes) == 1 else 2 * every  # three axes: half the slices each
+    else:
+        axes = [axis]
+    estimates = []
+    for a in axes:
+        plane = [n for i, n in enumerate(shape) if i != a]
+        if min(plane) < 3:
+            continue
+        value = _plane_estimate(data, mask, a, every, quantile, window)
+        if math.isfinite(value):
+            scale = 1.0 if quantile is None else PATCH_Q10 if quantile == 0.1 else 1.0
+            estimates.append(value / math.sqrt(1.25) / scale)
+    return float(np.median(estimates)) if estimates else NAN
+
+
+def _plane_estimate(data: np.ndarray, mask: np.ndarray | None, axis: int, every: int,
+                    quantile: float | None, window: int) -> float:
+    """MAD-std, or local-RMS quantile, of the in-plane residuals along ``axis`` (un-normalised)."""
+    moved = np.moveaxis(np.asarray(data), axis, 0)
+    # evenly spread slices, the same set read from either end (a flipped volume gives the same value)
+    index = np.unique(np.linspace(0, moved.shape[0] - 1, -(-moved.shape[0] // every)).round().astype(int))
+    slab = np.stack([np.asarray(moved[i], dtype=np.float32) for i in index])
     neighbours = (slab[:, :-2, 1:-1] + slab[:, 2:, 1:-1] + slab[:, 1:-1, :-2] + slab[:, 1:-1, 2:])
     residual = slab[:, 1:-1, 1:-1] - neighbours / 4.0
-    if mask is not None:
-        inside = np.moveaxis(np.asarray(mask, bool), axis, 0)[::every][:, 1:-1, 1:-1]
-        residual = residual[inside]
-    residual = residual[np.isfinite(residual)]
-    if residual.size < 100:
+    inside = np.ones(residual.shape, bool) if mask is None else \
+        np.moveaxis(np.asarray(mask, bool), axis, 0)[index][:, 1:-1, 1:-1]
+    inside &= np.isfinite(residual)
+    if inside.sum() < 100:
         return NAN
-    return mad_std(residual) / math.sqrt(1.25)
+    if quantile is None:
+        return mad_std(residual[inside])
+    import scipy.ndimage as ndi
+
+    # only the mask's bounding box (plus half a window, so every window sees what it saw before)
+    box = [slice(None)]
+    for axis in (1, 2):
+        used = np.flatnonzero(inside.any(axis=tuple(a for a in (0, 1, 2) if a != axis)))
+        box.append(slice(max(int(used[0]) - window // 2, 0), int(used[-1]) + 1 + window // 2))
+    residual, inside = residual[tuple(box)], inside[tuple(box)]
+    local = ndi.uniform_filter(np.where(inside, residual, 0) ** 2, size=(1, window, window))
+    share = ndi.uniform_filter(inside.astype(np.float32), size=(1, window, window))
+    full = inside & (share > 0.999)  # patches wholly inside the mask
+    if full.sum() < 100:
+        return NAN
+    return float(np.sqrt(np.quantile(local[full] / share[full], quantile)))
 
 
 def snr(mu_fg: float, sigma_fg: float, n: int) -> float:
@@ -210,16 +261,24 @@ def _axis_lag1(data: np.ndarray, mask: np.ndarray, axis: int, sigma: float, thin
 
 
 def fwhm(data: np.ndarray, mask: np.ndarray, zooms: tuple[float, ...], sigma: float = 0.0,
-         thin: int = 1) -> tuple[float, float]:
-    """Mean FWHM (mm) from the lag-1 autocorrelation in ``mask``, and the sharpness.
+         thin: int = 1, unit_floor: float = 0.0, median: bool = False) -> tuple[float, float]:
+    """Mean FWHM from the lag-1 autocorrelation in ``mask``, and the sharpness.
 
     ``sigma`` is the white-noise level to remove (0 keeps MRIQC's raw estimate);
-    ``thin`` strides the axes across each lag (1 uses every voxel pair).
+    ``thin`` strides the axes across each lag (1 uses every voxel pair).  Each
+    axis's FWHM is in mm divided by ``max(voxel size, unit_floor)`` (the
+    default 0 keeps plain mm); with ``unit_floor=1``
+    it is in mm for voxels up to 1 mm and in voxels for coarser ones, so a
+    1 mm scan upsampled to 0.8 mm keeps its value and a good 2 mm scan is not
+    blurred for being coarse.
+
+    ``median=True`` takes the median over the axes instead of the mean (one
+    thick-slice axis then does not decide the value).
 
     Returns
     -------
-    fwhm_mm, sharpness
-        Mean over axes of the FWHM in mm and of ``2 (1 - rho_1)``; NaN when undefined.
+    fwhm, sharpness
+        Mean (or median) over axes of the FWHM and of ``2 (1 - rho_1)``; NaN when undefined.
     """
     sigma = sigma if _ok(sigma) else 0.0
     mask = np.asarray(mask, bool)
@@ -231,7 +290,9 @@ def fwhm(data: np.ndarray, mask: np.ndarray, zooms: tuple[float, ...], sigma: fl
             continue
         energies.append(ratio)
         rho = min(max(1.0 - ratio / 2.0, 1e-6), 1.0 - 1e-9)
-        widths.append(math.sqrt(-2.0 * math.log(2.0) / math.log(rho)) * float(zooms[axis]))
+        unit = max(float(zooms[axis]), unit_floor) if unit_floor > 0 else 1.0
+        widths.append(math.sqrt(-2.0 * math.log(2.0) / math.log(rho)) * float(zooms[axis]) / unit)
     if not widths:
         return NAN, NAN
-    return float(np.mean(widths)), float(np.mean(energies))
+    pool = np.median if median else np.mean
+    return float(pool(widths)), float(pool(energies))

@@ -13,10 +13,13 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.ndimage as ndi
 
 from qc import artifacts, measures, regions
 from qc.measures import NAN
 
+#: Quantile of the local RMS tissue residual taken as the noise scale (see residual_sigma).
+NOISE_QUANTILE = 0.1
 #: Air noise below this fraction of the tissue signal is not acquisition noise.
 NEGLIGIBLE_AIR = 1e-3
 
@@ -80,21 +83,31 @@ def _as_3d(data: np.ndarray, profile: Profile) -> np.ndarray | None:
     return data
 
 
-def _noise(profile: Profile, data: np.ndarray, reg: regions.Regions, inner_full: np.ndarray) -> None:
-    air = reg.work[reg.air]
-    profile.noise_residual = measures.residual_sigma(data, inner_full)
+def _noise(profile: Profile, data: np.ndarray, reg: regions.Regions, inner_full: np.ndarray,
+           zooms: tuple[float, ...]) -> None:
+    """Noise from the tissue residual (always), the air sigma beside it where there is air.
+
+    One estimator for every image: the air is absent or zeroed on many real
+    scans (defaced, masked, skull-stripped, scanner-filtered), and switching
+    between air and tissue estimates made the score jump with the background.
+    """
+    # Tissue above the darkest class: in dark bone and CSF magnitude noise is Rician-shrunk.
+    low = regions.tissue_thresholds(reg.work[reg.head])[0]
+    tissue = inner_full & (data > low) if math.isfinite(low) else inner_full
+    profile.noise_residual = measures.residual_sigma(data, tissue, zooms=zooms, quantile=NOISE_QUANTILE,
+                                                    every=3)
     if reg.air_reason is None:
-        profile.noise_air = measures.rayleigh_sigma(air)
+        profile.noise_air = measures.rayleigh_sigma(reg.work[reg.air])
         if not profile.noise_air > NEGLIGIBLE_AIR * profile.signal:
             profile.notes["air"] = (f"air noise {profile.noise_air:.3g} is negligible next to the signal "
                                     f"{profile.signal:.3g}: processed or zero-filled background")
             profile.noise_air = NAN
     else:
         profile.notes["air"] = reg.air_reason
-    if math.isfinite(profile.noise_air):
-        profile.noise_sigma, profile.noise_source = profile.noise_air, "air"
-    elif math.isfinite(profile.noise_residual):
+    if math.isfinite(profile.noise_residual):
         profile.noise_sigma, profile.noise_source = profile.noise_residual, "residual"
+    elif math.isfinite(profile.noise_air):
+        profile.noise_sigma, profile.noise_source = profile.noise_air, "air"
     else:
         profile.notes["noise"] = "no air and no tissue residual to estimate noise from"
 
@@ -118,7 +131,7 @@ def _tissue(profile: Profile, reg: regions.Regions, inner: np.ndarray) -> float:
 
 
 def _artifacts(profile: Profile, data: np.ndarray, reg: regions.Regions, pe_axis: int | None,
-               skip_faces: tuple[tuple[int, int], ...], inner: np.ndarray, low: float) -> None:
+               skip_faces: tuple[tuple[int, int], ...], zooms: tuple[float, ...], low: float) -> None:
     axes = [pe_axis] if pe_axis in (0, 1, 2) else [0, 1, 2]
     ghosts = [artifacts.ghost_ratio(reg.work, reg.head, reg.air, a, profile.signal) for a in axes]
     finite = [g for g in ghosts if math.isfinite(g)]
@@ -126,9 +139,16 @@ def _artifacts(profile: Profile, data: np.ndarray, reg: regions.Regions, pe_axis
     profile.qi1 = artifacts.air_artifact_fraction(reg.work, reg.air, profile.noise_air)
     profile.spike = artifacts.spike_score(data)
     profile.ringing = artifacts.ringing(data, profile.noise_sigma, profile.signal)
-    profile.inu = artifacts.inu_spread(reg.work, inner, low)
-    profile.border_truncation = artifacts.border_truncation(reg.head, skip_faces)
-    profile.bad_slices = artifacts.bad_slices(data)
+    profile.inu = artifacts.inu_spread(reg.work, _deep(reg, zooms), low)
+    profile.border_truncation = artifacts.border_truncation(reg.head, skip_faces, depth=1)
+    profile.bad_slices = artifacts.bad_slices(data, reg.head, reg.step)
+
+
+def _deep(reg: regions.Regions, zooms: tuple[float, ...], depth_mm: float = 8.0) -> np.ndarray:
+    """The head eroded by about ``depth_mm`` (scalp and skull off), for the bias fit."""
+    iterations = max(1, int(round(depth_mm / (reg.step * float(np.mean(zooms[:3]))))))
+    deep = ndi.binary_erosion(reg.head, iterations=iterations)
+    return deep if deep.sum() >= 1000 else regions.inner_region(reg.head, None)
 
 
 def measure_image(data: np.ndarray, zooms: tuple[float, ...] = (1.0, 1.0, 1.0),
@@ -160,6 +180,12 @@ def measure_image(data: np.ndarray, zooms: tuple[float, ...] = (1.0, 1.0, 1.0),
     if profile.finite_fraction < 1.0:
         profile.notes["finite"] = f"{1 - profile.finite_fraction:.2%} non-finite voxels (set to 0)"
         volume = np.where(finite, volume, 0).astype(np.float32)
+    # Exact-zero padding (and empty edge slices) carry no information: measure the data box.
+    box = regions.data_box(volume)
+    if anatomy is not None:
+        anatomy = np.asarray(anatomy)[box] if np.shape(anatomy) == volume.shape else None
+    volume = volume[box]
+    zooms = tuple(float(z) for z in zooms[:3])
     reg = regions.split(volume)
     profile.head_fraction = float(reg.head.mean())
     if not reg.head.any():
@@ -171,7 +197,7 @@ def measure_image(data: np.ndarray, zooms: tuple[float, ...] = (1.0, 1.0, 1.0),
     inner = regions.inner_region(reg.head, None)
     inner_full = upsample(inner, reg.step, volume.shape)
     profile.signal = float(np.median(reg.work[inner]))
-    _noise(profile, volume, reg, inner_full)
+    _noise(profile, volume, reg, inner_full, zooms)
     if not math.isfinite(profile.noise_air):
         reg = dataclasses.replace(reg, air=np.zeros_like(reg.air))
     if anatomy is None:
@@ -182,7 +208,9 @@ def measure_image(data: np.ndarray, zooms: tuple[float, ...] = (1.0, 1.0, 1.0),
         low = regions.tissue_thresholds(reg.work[inner])[0]
     profile.efc = measures.efc(reg.work)
     profile.fber = measures.fber(reg.work, reg.head) if reg.air.any() else NAN
-    profile.fwhm_mm, profile.sharpness = measures.fwhm(
-        volume, inner_full, tuple(zooms[:3]), profile.noise_residual, thin=2)
-    _artifacts(profile, volume, reg, pe_axis, skip_faces, inner, low)
+    # Raw lag-1 FWHM in mm (no noise subtraction: on real anatomy the tissue residual is
+    # texture as well as noise, and subtracting it sent the FWHM to infinity), the median
+    # over the axes so that one thick-slice axis does not decide it.
+    profile.fwhm_mm, profile.sharpness = measures.fwhm(volume, inner_full, zooms, 0.0, thin=2, median=True)
+    _artifacts(profile, volume, reg, pe_axis, skip_faces, zooms, low)
     return profile

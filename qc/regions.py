@@ -31,7 +31,7 @@ from skimage.filters import threshold_multiotsu, threshold_otsu
 
 #: Fewest air voxels (on the work grid) that make a usable noise sample.
 MIN_AIR_VOXELS = 500
-#: Above this fraction of exact zeros the background is treated as zero-filled.
+#: Above this fraction of exact zeros the air is zero-filled and its zeros are dropped.
 ZERO_FILLED_FRACTION = 0.5
 
 
@@ -93,16 +93,24 @@ def head_mask(work: np.ndarray) -> tuple[np.ndarray, float]:
     A constant volume has no foreground: the mask is empty and the threshold NaN.
     """
     values = work.ravel()
-    if values.size == 0 or float(values.min()) == float(values.max()):
+    if values.size < 2 or float(values.min()) == float(values.max()):
         return np.zeros(work.shape, bool), float("nan")
-    threshold = float(threshold_otsu(values[:: max(1, values.size // 1_000_000)]))
+    # Zeros stay in (a zero-filled background is background, as the air it replaced, so
+    # zeroing the air hardly moves the threshold; padding is cropped before this); the
+    # values are clipped at the 99.5th percentile of the non-zero ones, so that a few
+    # bright voxels (vessels, fat, a hot pixel) do not stretch the histogram.
+    sample = values[:: max(1, values.size // 1_000_000)]
+    nonzero = sample[sample != 0]
+    top = float(np.percentile(nonzero, 99.5)) if nonzero.size else float(sample.max())
+    sample = np.minimum(sample, top) if top > float(sample.min()) else sample
+    threshold = float(threshold_otsu(sample))
     mask = largest_component(work > threshold)
     mask = ndi.binary_closing(mask, iterations=2, border_value=0) | mask
     return ndi.binary_fill_holes(mask), threshold
 
 
 def air_mask(work: np.ndarray, head: np.ndarray, margin: int = 3) -> tuple[np.ndarray, str | None]:
-    """Air farther than ``margin`` work voxels from the head, without zero-filled parts.
+    """Air farther than ``margin`` work voxels from the head, without its exact zeros.
 
     Returns the mask and, when it is unusable, the reason (skull-stripped,
     masked or zero-filled background, or a head that fills the field of view).
@@ -111,13 +119,32 @@ def air_mask(work: np.ndarray, head: np.ndarray, margin: int = 3) -> tuple[np.nd
     n_air = int(air.sum())
     if n_air < MIN_AIR_VOXELS:
         return np.zeros(head.shape, bool), f"only {n_air} air voxels around the head"
+    # Mostly exact zeros: a zero-filled background, no measured air (a few zeros are
+    # just quantised air and stay; padding is cropped before this).
     zero = air & (work == 0)
     if zero.sum() > ZERO_FILLED_FRACTION * n_air:
         air &= ~zero
-        if air.sum() < MIN_AIR_VOXELS:
-            return np.zeros(head.shape, bool), (
-                "background is zero-filled (skull-stripped, masked or defaced image)")
+    if air.sum() < MIN_AIR_VOXELS:
+        return np.zeros(head.shape, bool), (
+            "background is zero-filled (skull-stripped, masked or defaced image)")
     return air, None
+
+
+def data_box(data: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of the voxels that are not exactly zero (padding is no information).
+
+    Examples
+    --------
+    >>> x = np.zeros((5, 6, 7)); x[1:3, 2:4, 3:6] = 1
+    >>> data_box(x)
+    (slice(1, 3, None), slice(2, 4, None), slice(3, 6, None))
+    """
+    box = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        used = np.flatnonzero(np.any(data != 0, axis=others))
+        box.append(slice(int(used[0]), int(used[-1]) + 1) if used.size else slice(0, data.shape[axis]))
+    return tuple(box)
 
 
 def split(data: np.ndarray, max_voxels: int = 3_000_000, margin: int = 3) -> Regions:

@@ -19,6 +19,7 @@ import numpy as np
 from curate.config import DwiConfig
 from curate.dwi import bias, denoise, gibbs, gradients, mask, motion, tensor
 from curate.dwi.threads import one_blas_thread
+from curate.threads import thread_budget
 
 
 #: Registration of volumes smaller than this along any axis is unreliable (tested on
@@ -48,6 +49,11 @@ class DwiResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _threads(cfg: DwiConfig) -> int:
+    """``cfg.threads``, never more than the worker's share of the cores (:mod:`curate.threads`)."""
+    return max(1, min(cfg.threads, thread_budget()))
 
 
 def _finite_volumes(data: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -81,7 +87,7 @@ def _check(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, cfg: DwiConfi
 def _denoise(data: np.ndarray, bvals: np.ndarray, head: np.ndarray, cfg: DwiConfig) -> np.ndarray:
     if cfg.denoise == "mppca":
         return denoise.mppca(data, head, cfg.denoise_patch_radius, cfg.denoise_stride,
-                             threads=cfg.threads)
+                             threads=_threads(cfg))
     if cfg.denoise == "dipy_mppca":
         return denoise.dipy_mppca(data, head, cfg.denoise_patch_radius)
     if cfg.denoise == "patch2self":
@@ -102,7 +108,7 @@ def _motion(data: np.ndarray, check: gradients.GradientCheck, zooms: tuple[float
                                      cfg.motion_iterations)
     reference = data[..., check.b0_mask].mean(axis=3)
     moved = motion.correct_motion(data, zooms, reference, check.bvecs, head, flip_x, settings,
-                                  threads=cfg.threads)
+                                  threads=_threads(cfg))
     result.motion_max_mm = float(moved.displacement_mm.max())
     result.motion_mean_mm = float(moved.displacement_mm.mean())
     return moved.data, moved.bvecs
@@ -153,7 +159,7 @@ def _corrections(data: np.ndarray, check: gradients.GradientCheck, head: np.ndar
     """Unring, realign, unbias; return the series, its bvecs and its mean b0."""
     if cfg.gibbs:
         data = _optional("gibbs", lambda: gibbs.remove_gibbs(
-            data, slice_axis, cfg.gibbs_n_points, cfg.threads, mask=head), data, result)
+            data, slice_axis, cfg.gibbs_n_points, _threads(cfg), mask=head), data, result)
     clock.lap("gibbs")
     bvecs = check.bvecs
     if cfg.motion != "none":

@@ -152,7 +152,6 @@ def correct_motion(data: np.ndarray, zooms: tuple[float, ...], reference: np.nda
     fixed = to_itk(reference, zooms)
     itk_mask = sitk.Cast(to_itk(mask.astype(np.float32), zooms), sitk.sitkUInt8)
     points = np.argwhere(mask) * np.asarray(zooms[:3], float)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     corrected = np.empty_like(data, dtype=np.float32)
     matrices = np.zeros((data.shape[3], 4, 4))
 
@@ -162,7 +161,14 @@ def correct_motion(data: np.ndarray, zooms: tuple[float, ...], reference: np.nda
         corrected[..., v] = from_itk(sitk.Resample(moving, fixed, transform, sitk.sitkLinear, 0.0))
         matrices[v] = transform_matrix(transform)
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        list(pool.map(one, range(data.shape[3])))
+    # Volumes run side by side, so each registration gets one ITK thread; the
+    # worker's own setting (curate.threads) is put back afterwards.
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            list(pool.map(one, range(data.shape[3])))
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
     moved = np.array([displacement(m, points) for m in matrices])
     return MotionResult(corrected, rotate_bvecs(bvecs, matrices, flip_x), matrices, moved)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 from manifests.schema import ExclusionReason, ImageRecord, Modality, SourceKind, make_image_id
 
 from curate.config import CurateConfig
-from curate.io import ImageData, read_image
+from curate.io import ImageData, read_image, strip_nifti_suffix
 from curate.nifti import clip_outliers
 
 
@@ -27,6 +27,10 @@ class StageContext:
     source_root: Path
     output_root: Path
     config: CurateConfig
+    #: Threads each native library of the worker may use (:mod:`curate.threads`); 0 leaves them be.
+    threads: int = 0
+    #: The build's run id; when set, workers write per-stage timings (:mod:`curate.timings`).
+    run_id: str = ""
 
 
 @dataclass(slots=True)
@@ -119,6 +123,24 @@ def _drop_stale_conversions(folder: Path, image_id: str, keep: str) -> None:
             old.unlink(missing_ok=True)
 
 
+def _single_volume_slices(record: ImageRecord) -> int | None:
+    """Slices of a series the headers describe as one regular 3D volume (``None`` otherwise).
+
+    A series being converted passed the index's geometry checks (no missing
+    slices, mixed orientations or matrix sizes); a multi-volume series is left
+    to dcm2niix alone (its gradient tables come from dcm2niix).
+    """
+    if record.ndim == 3 and (record.n_volumes or 1) == 1 and record.shape and len(record.shape) == 3:
+        return int(record.shape[2])
+    return None
+
+
+def _existing(target: Path) -> Path:
+    """``target`` (``.nii.gz``), or the plain ``.nii`` dcm2niix wrote instead when only that exists."""
+    plain = target.with_name(strip_nifti_suffix(target.name) + ".nii")
+    return plain if not target.exists() and plain.exists() else target
+
+
 def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
     """The item's voxel data, converting a DICOM series with dcm2niix on first use.
 
@@ -136,21 +158,24 @@ def load_image(item: WorkItem, ctx: StageContext) -> ImageData:
         from curate.dicom import convert_series
 
         rel = item.record.converted_path or converted_rel_path(item.record, item.dicom_files)
-        target = ctx.output_root / rel
+        target = _existing(ctx.output_root / rel)
         if not target.exists():
-            name = target.name[: -len(".nii.gz")]
+            read = ctx.config.read
+            name = strip_nifti_suffix(target.name)
             conversion = convert_series(Path(item.dataset_root), list(item.dicom_files), target.parent, name,
-                                        ctx.config.read.dcm2niix_timeout_s)
+                                        read.dcm2niix_timeout_s, read.max_series_bytes, read.max_image_bytes,
+                                        _single_volume_slices(item.record))
             if conversion.note:
                 item.record = item.record.with_warning(conversion.note)
             _drop_stale_conversions(target.parent, item.record.image_id, name)
-        item.record = item.record.replace(converted_path=rel)
+            target = conversion.path
+        item.record = item.record.replace(converted_path=str(target.relative_to(ctx.output_root)))
         item.source_file = str(target)
     if item.source_file is None:
         from curate.io import UnreadableImage
 
         raise UnreadableImage("no file to read")
-    image = read_image(Path(item.source_file))
+    image = read_image(Path(item.source_file), ctx.config.read.max_image_bytes)
     data, n_clipped = clip_outliers(image.data, ctx.config.read.outlier_spans)
     if n_clipped:
         image.data = data

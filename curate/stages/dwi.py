@@ -25,7 +25,7 @@ from curate.derivatives import derivative_path, ensure_dataset_description
 from curate.dwi.chain import DwiResult, derive
 from curate.dwi.gibbs import slice_axis_from_header
 from curate.dwi.gradients import parse_table
-from curate.io import ImageData, read_slice_dim, write_json, write_nifti
+from curate.io import ImageData, read_slice_dim, strip_nifti_suffix, write_json, write_nifti
 from curate.stages.base import StageContext, WorkItem, is_dwi_source, load_image
 from curate.triage import triage
 
@@ -44,8 +44,8 @@ def gradient_files(item: WorkItem, ctx: StageContext) -> tuple[Path | None, Path
         if not record.converted_path:
             return None, None
         stem = ctx.output_root / record.converted_path
-        base = str(stem)[: -len(".nii.gz")] if str(stem).endswith(".nii.gz") else str(stem)
-        return Path(base + ".bval"), Path(base + ".bvec")
+        base = stem.with_name(strip_nifti_suffix(stem.name))  # .nii.gz, or .nii above 2 GB
+        return Path(f"{base}.bval"), Path(f"{base}.bvec")
     root = Path(item.dataset_root or ctx.source_root)
     return (root / record.bval_path if record.bval_path else None,
             root / record.bvec_path if record.bvec_path else None)

@@ -98,7 +98,7 @@ class IqsStage:
     """Measure every included image and score it 1 (clean) to 5 (unusable)."""
 
     name: ClassVar[str] = "iqs"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     requires: ClassVar[tuple[str, ...]] = ("read", "dwi", "masks")
     # iqs_group is set by curate.finalize; listing it lets an unchanged row be recognised
     # as done on a rerun (finalize recomputes it anyway).  The ``iqs`` reason is not

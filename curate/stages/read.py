@@ -3,7 +3,9 @@
 A truncated ``.nii.gz`` still has a readable header, so the header-only index
 cannot see it; this stage reads all the data and excludes such files as
 ``unreadable``.  Images that are constant, all zero or nowhere finite are
-excluded as ``empty``.
+excluded as ``empty``; images and DICOM series whose headers say they decode
+to more than ``[read] max_image_bytes`` / ``max_series_bytes`` are excluded as
+``size`` without being decoded.
 
 A DICOM series is converted here (dcm2niix, once).  Its shape and spacing in
 the manifest were estimated from the DICOM headers in DICOM order (columns,
@@ -21,7 +23,7 @@ import numpy as np
 from manifests.schema import ExclusionReason, ImageRecord, SourceKind
 
 from curate.config import CurateConfig, ReadConfig
-from curate.io import ImageData, UnreadableImage
+from curate.io import ImageData, TooLarge, UnreadableImage
 from curate.stages.base import StageContext, WorkItem, is_dwi_source, load_image
 
 
@@ -94,7 +96,7 @@ class ReadStage:
     requires: ClassVar[tuple[str, ...]] = ()
     columns: ClassVar[tuple[str, ...]] = ("converted_path", "ndim", "shape", "spacing_mm", "fov_mm",
                                           "n_volumes")
-    reasons: ClassVar[tuple[str, ...]] = (ExclusionReason.EMPTY.value,)
+    reasons: ClassVar[tuple[str, ...]] = (ExclusionReason.EMPTY.value, ExclusionReason.SIZE.value)
 
     def settings(self, config: CurateConfig) -> ReadConfig:
         return config.read
@@ -103,7 +105,11 @@ class ReadStage:
         return record.included or is_dwi_source(record)
 
     def run(self, item: WorkItem, ctx: StageContext) -> list[WorkItem]:
-        image = load_image(item, ctx)
+        try:
+            image = load_image(item, ctx)
+        except TooLarge as exc:  # refused from its header by a [read] limit: a verdict, not a failure
+            item.record = item.record.excluded_for(ExclusionReason.SIZE.value, detail=str(exc))
+            return [item]
         for note in image.notes:
             item.record = item.record.with_warning(f"read: {note}")
         if item.record.source_kind == SourceKind.DICOM.value:

@@ -22,6 +22,8 @@ from curate.errors import OutOfSpace, describe, is_out_of_space, out_of_space
 from curate.io import UnreadableImage
 from curate.terminal import printable
 from curate.stages.base import Stage, StageContext, WorkItem
+from curate.threads import limit_threads
+from curate.timings import StageClock, write_part
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +145,22 @@ def _run_stage(stage: Stage, item: WorkItem, ctx: StageContext) -> tuple[list[Wo
     return [item], False
 
 
+def _timed_stage(stage: Stage, item: WorkItem, ctx: StageContext,
+                 clock: StageClock | None) -> tuple[list[WorkItem], bool]:
+    if clock is None:
+        return _run_stage(stage, item, ctx)
+    record = item.record
+    with clock.time(record.image_id, record.source_path, str(record.modality), stage.name):
+        return _run_stage(stage, item, ctx)
+
+
 def process_item(item: WorkItem, stages: Sequence[Stage], ctx: StageContext,
-                 fps: dict[str, str], start: int = 0) -> list[ImageRecord]:
-    """Run ``stages[start:]`` on one item and on every item it derives; return their rows."""
+                 fps: dict[str, str], start: int = 0,
+                 clock: StageClock | None = None) -> list[ImageRecord]:
+    """Run ``stages[start:]`` on one item and on every item it derives; return their rows.
+
+    With a ``clock``, every stage that runs is timed into it.
+    """
     queue: list[tuple[WorkItem, int]] = [(item, start)]
     rows: list[ImageRecord] = []
     while queue:
@@ -154,7 +169,7 @@ def process_item(item: WorkItem, stages: Sequence[Stage], ctx: StageContext,
             stage = stages[index]
             if not stage.applies(current.record) or _done(current.record, stage.name, fps[stage.name]):
                 continue
-            produced, ok = _run_stage(stage, current, ctx)
+            produced, ok = _timed_stage(stage, current, ctx, clock)
             current = produced[0]
             if not ok:
                 break
@@ -171,9 +186,20 @@ def process_item(item: WorkItem, stages: Sequence[Stage], ctx: StageContext,
 
 def process_batch(items: list[WorkItem], stages: Sequence[Stage], ctx: StageContext,
                   starts: list[int] | None = None) -> list[ImageRecord]:
-    """Process a batch of items (the unit of one Dask task)."""
+    """Process a batch of items (the unit of one Dask task).
+
+    The worker first limits its libraries' threads to ``ctx.threads`` (once per
+    process) and, for a build with a run id, writes the batch's stage timings
+    to OUTPUT itself: only the rows go back to the driver.
+    """
+    if ctx.threads > 0:
+        limit_threads(ctx.threads)
     fps = stage_fingerprints(stages, ctx.config)
+    clock = StageClock(ctx.run_id) if ctx.run_id else None
     rows: list[ImageRecord] = []
     for i, item in enumerate(items):
-        rows.extend(process_item(item, stages, ctx, fps, start=starts[i] if starts else 0))
+        rows.extend(process_item(item, stages, ctx, fps, start=starts[i] if starts else 0,
+                                 clock=clock))
+    if clock is not None:
+        write_part(ctx.output_root, clock)
     return rows

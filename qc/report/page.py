@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
 import pyarrow as pa
 
 from qc.report import sections
@@ -18,7 +19,7 @@ from qc.report.gallery import Gallery, gallery_html, select
 
 _NAV = (("card", "Card"), ("modalities", "Modalities"), ("datasets", "Datasets"),
         ("metadata", "Metadata"), ("exclusions", "Exclusions"), ("iqs", "IQS"),
-        ("gallery", "Gallery"))
+        ("timings", "Timings"), ("gallery", "Gallery"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ class PageOptions:
 
 
 def render_html(data: ReportData, gallery: Gallery, available: set[str],
-                options: PageOptions | None = None) -> str:
+                options: PageOptions | None = None, timings: pd.DataFrame | None = None) -> str:
     """The full report page.
 
     Parameters
@@ -46,6 +47,8 @@ def render_html(data: ReportData, gallery: Gallery, available: set[str],
         ``image_id`` of every image whose thumbnail exists in ``thumbs_dir``.
     options
         Title, IQS threshold and limits.
+    timings
+        The last build's per-stage timings (``curate.timings``), if any.
     """
     options = options or PageOptions()
     frame = data.frame
@@ -56,6 +59,7 @@ def render_html(data: ReportData, gallery: Gallery, available: set[str],
         sections.metadata_section(frame),
         sections.exclusions_section(data, options.max_table_rows),
         sections.iqs_section(frame, options.iqs_threshold),
+        sections.timings_section(timings),
         gallery_html(gallery, available, options.thumbs_dir),
     ))
     nav = "".join(f'<a href="#{ident}">{label}</a>' for ident, label in _NAV)

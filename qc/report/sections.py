@@ -166,6 +166,23 @@ def iqs_section(frame: pd.DataFrame, threshold: float | None) -> str:
             + figure(figures.iqs_grid(values, threshold), "IQS histograms per modality")
             + "</section>")
 
+def timings_section(timing: pd.DataFrame | None) -> str:
+    """Per-stage time (p50/p95 per stage and modality) and the slowest images of the last build."""
+    from qc.report.timings import slowest_images, stage_summary, totals
 
-__all__ = ["card_section", "datasets_section", "esc", "exclusions_section", "figure", "fmt",
+    head = '<section id="timings"><h2>Where the build\'s time went</h2>'
+    if timing is None or timing.empty:
+        return head + "<p>No stage timings recorded (a build before timings existed, or nothing ran).</p></section>"
+    summary = stage_summary(timing)
+    summary.index = [f"{stage} / {modality}" for stage, modality in summary.index]
+    total = totals(timing)
+    return (head + f'<p class="note">Last build: {int(total["images"]):,} images timed, '
+            f'{total["wall_s"]:.3g} s of stage wall time and {total["cpu_s"]:.3g} CPU-s in all '
+            "(seconds per image; CPU counts every thread of the worker).</p>"
+            + table(summary, "stage / modality", ident="timings-table")
+            + "<h3>Slowest images</h3>" + table(slowest_images(timing), "image", ident="slowest-table")
+            + "</section>")
+
+
+__all__ = ["timings_section", "card_section", "datasets_section", "esc", "exclusions_section", "figure", "fmt",
            "iqs_section", "metadata_section", "modality_section", "table"]

@@ -51,3 +51,21 @@ def test_config_is_applied_and_written_into_output(demo_source, tmp_path) -> Non
     assert "min_file_size_bytes = 1" in (tmp_path / "out" / "curate_config.toml").read_text()
     rows = read_records(tmp_path / "out" / "manifests")
     assert not any("size" in r.exclusion_reasons for r in rows)
+
+
+def test_bad_iqs_calibration_path_is_a_one_line_error(demo_source, tmp_path, capsys) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[iqs]\ncalibration = '{tmp_path / 'missing.json'}'\n")
+    code = main(["build", str(make_paths(demo_source)["nifti"]), str(tmp_path / "out"), "--config", str(cfg)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "missing.json" in err[0]
+    assert not (tmp_path / "out" / "manifests").exists()
+
+
+def test_arrays_folder_outside_output_is_a_one_line_error(demo_source, tmp_path, capsys) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[arrays]\nfolder = '../x'\n")
+    code = main(["build", str(make_paths(demo_source)["nifti"]), str(tmp_path / "out"), "--config", str(cfg)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "arrays.folder" in err[0]
+    assert not (tmp_path / "x").exists()

@@ -55,3 +55,44 @@ def test_bad_settings_give_a_clear_error(text: str, message: str) -> None:
 def test_missing_file_is_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[optim]\nlr = nan\n", "optim.lr must be a finite number > 0, got nan"),
+        ("[optim]\nlr = inf\n", "optim.lr"),
+        ("[optim]\nweight_decay = -1e-5\n", "optim.weight_decay must be a finite number >= 0"),
+        ("[optim]\ngrad_clip = -1.0\n", "optim.grad_clip"),
+        ("[optim]\ngrad_clip = nan\n", "optim.grad_clip"),
+        ("[optim]\nmomentum = 1.5\n", "optim.momentum"),
+        ("[optim]\npoly_exponent = -0.9\n", "optim.poly_exponent"),
+        ("[optim]\nmax_steps = 0\n", "optim.max_steps"),
+        ("[data]\nval_fraction = 2.0\n", r"data.val_fraction must be in \[0, 1\), got 2.0"),
+        ("[data]\nworkers = -3\n", "data.workers must be >= 0, got -3"),
+        ("[data]\nmax_iqs = nan\n", "data.max_iqs must be a finite"),
+        ("[data]\nmax_iqs_by_modality = { FA = nan }\n", "data.max_iqs_by_modality.FA"),
+        ("[data]\nmax_iqs_by_modality = { Fa = 3.5 }\n", "unknown value.*'Fa'"),
+        ('[data]\nmodalities = ["T1w", "T1"]\n', "data.modalities: unknown value.*'T1'"),
+        ('[data]\nexclude_anonymization = ["skullstripped"]\n', "exclude_anonymization"),
+        ('[data]\nbalance = "subjects"\n', "data.balance"),
+        ("[data]\nbalance_alpha = 1.5\n", "data.balance_alpha"),
+        ('[data]\ndatasets = ["a"]\nexclude_datasets = ["a"]\n', "both name a"),
+        ("[run]\nseed = -1\n", "run.seed"),
+    ],
+)
+def test_out_of_range_values_are_refused_at_load_with_one_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config_text(text)
+    assert "\n" not in str(info.value)
+
+
+def test_a_selection_config_round_trips_and_becomes_a_manifest_selection(tmp_path) -> None:
+    text = ('[data]\nmodalities = ["T1w", "FA"]\nexclude_datasets = ["ds1"]\nmax_iqs = 3.0\n'
+            'exclude_anonymization = ["skull_stripped"]\nbalance = "dataset"\nbalance_alpha = 0.5\n'
+            '[data.max_iqs_by_modality]\nFA = 3.5\n')
+    cfg = load_config_text(text)
+    assert load_config_text(dump_config(cfg)) == cfg
+    sel = cfg.data.selection()
+    assert sel.modalities == ("T1w", "FA") and sel.datasets is None and sel.included is True
+    assert sel.max_iqs_by_modality == (("FA", 3.5),) and sel.exclude_datasets == ("ds1",)

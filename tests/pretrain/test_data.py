@@ -177,15 +177,23 @@ def test_corrupt_and_missing_arrays_are_skipped_and_counted(tmp_path, mni_t1, ca
     assert sum("skipped image" in r.message for r in caplog.records) == 2
 
 
-def test_follow_mode_sees_a_new_part_next_epoch(tmp_path, mni_t1):
-    _build(tmp_path, mni_t1, IMAGES[:2], 0)
-    loader = make_loader(tmp_path, patch_size=PATCH, batch_size=1, workers=0, split="all", follow=True)
-    assert sum(1 for _ in loader) == 2
-    _build(tmp_path, mni_t1, IMAGES[2:4], 1)
-    assert sum(1 for _ in loader) == 4
+def test_follow_mode_sees_a_new_part_next_epoch_until_the_build_ends(tmp_path, mni_t1):
+    from manifests.building import building
+
+    with building(tmp_path):  # a build is running
+        _build(tmp_path, mni_t1, IMAGES[:2], 0)
+        loader = make_loader(tmp_path, patch_size=PATCH, batch_size=1, workers=0, split="all", follow=True)
+        assert sum(1 for _ in loader) == 2
+        _build(tmp_path, mni_t1, IMAGES[2:4], 1)
+        assert sum(1 for _ in loader) == 4 and loader.dataset.follow
+        _build(tmp_path, mni_t1, IMAGES[4:5], 2)
+    assert sum(1 for _ in loader) == 5  # the build ended before this re-read: its last rows come in
+    assert not loader.dataset.follow
+    _build(tmp_path, mni_t1, IMAGES[5:6], 3)  # no longer followed
+    assert sum(1 for _ in loader) == 5
     static = make_loader(tmp_path, patch_size=PATCH, batch_size=1, workers=0, split="all")
-    _build(tmp_path, mni_t1, IMAGES[4:5], 2)
-    assert sum(1 for _ in static) == 4 and sum(1 for _ in static) == 4
+    _build(tmp_path, mni_t1, IMAGES[:1], 4)
+    assert sum(1 for _ in static) == 6 and sum(1 for _ in static) == 6
 
 
 def test_loader_with_workers_runs_blosc2_single_threaded(output):
@@ -220,3 +228,79 @@ def test_samples_before_follows_the_loaders_worker_rotation():
     assert samples_before([5, 5], batch_size=2, drop_last=True, n_batches=10) == ({0: 4, 1: 4}, 0)
     assert samples_before([4, 4, 4], batch_size=2, drop_last=False, n_batches=4) == ({0: 4, 1: 2, 2: 2}, 1)
     assert samples_before([1], batch_size=4, drop_last=False, n_batches=1) == ({0: 1}, 0)
+
+
+def _manifest_only(tmp_path: Path, sizes: dict[str, int]) -> Path:
+    """An OUTPUT whose manifest lists ``sizes[d]`` images (one subject each) of dataset ``d``."""
+    rows = [ImageRecord(image_id=f"img{d}{k}", dataset=d, source_kind="nifti", modality="T1w",
+                        source_path=f"{d}/{k}.nii.gz", subject=f"s{k}", included=True,
+                        array_path=f"arrays/{d}/{k}.b2nd")
+            for d, n in sizes.items() for k in range(n)]
+    write_part(tmp_path / "manifests", rows, "run", 0)
+    return tmp_path
+
+
+class _Named(CropDataset):
+    def load(self, entry, rng):
+        return {"dataset": torch.tensor(ord(entry.dataset)), "draw": torch.from_numpy(rng.random(1))}
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_dataset_balance_draws_each_dataset_in_proportion_to_size_to_the_alpha(tmp_path, alpha):
+    sizes = {"a": 60, "b": 9, "c": 1}
+    out = _manifest_only(tmp_path, sizes)
+    ds = _Named(out, patch_size=PATCH, split="all", balance="dataset", balance_alpha=alpha, seed=2)
+    loader = EpochLoader(ds, batch_size=10, num_workers=0)
+    seen: Counter = Counter()
+    for _ in range(60):
+        batches = list(loader)
+        assert sum(len(b["dataset"]) for b in batches) == sum(sizes.values())  # an epoch keeps its length
+        seen.update(chr(int(x)) for b in batches for x in b["dataset"])
+    total = sum(seen.values())
+    want = {d: n ** alpha for d, n in sizes.items()}
+    norm = sum(want.values())
+    for d in sizes:  # 4200 draws: 4 binomial standard deviations are < 3 percentage points
+        assert seen[d] / total == pytest.approx(want[d] / norm, abs=0.03)
+
+
+def test_subject_balance_evens_out_subjects_with_many_images(tmp_path):
+    rows = [ImageRecord(image_id=f"img{k}", dataset="d", source_kind="nifti", modality="T1w",
+                        source_path=f"{k}.nii.gz", subject="big" if k < 8 else f"s{k}", included=True,
+                        array_path=f"arrays/{k}.b2nd") for k in range(10)]
+    write_part(tmp_path / "manifests", rows, "run", 0)
+    ds = CropDataset(tmp_path, patch_size=PATCH, split="all", balance="subject", balance_alpha=0.0)
+    big = sum(w for e, w in zip(ds.entries, ds.weights) if e.subject == "d/big")
+    assert big == pytest.approx(1 / 3)  # three subjects, picked equally often
+
+
+def test_balanced_epochs_are_seeded_and_split_exactly_over_ranks_and_workers(tmp_path):
+    out = _manifest_only(tmp_path, {"a": 12, "b": 3})
+
+    def draws(seed: int, world_size: int, workers: int) -> list[tuple[int, float]]:
+        got = []
+        for rank in range(world_size):
+            ds = _Named(out, patch_size=PATCH, split="all", balance="dataset", seed=seed, rank=rank,
+                        world_size=world_size)
+            ds.set_epoch(3)
+            got += [(int(d), float(r)) for b in EpochLoader(ds, batch_size=2, num_workers=workers)
+                    for d, r in zip(b["dataset"], b["draw"])]
+        return sorted(got)
+
+    one = draws(0, 1, 0)
+    assert len(one) == 15 and one == draws(0, 2, 2) == draws(0, 3, 1)  # the same draws however split
+    assert one != draws(1, 1, 0)
+
+
+@pytest.mark.parametrize("balance", ["subject", "dataset"])
+def test_skip_resumes_a_balanced_epoch_bit_for_bit(output, balance):
+    loader = make_loader(output, patch_size=PATCH, batch_size=2, workers=2, split="all", seed=5,
+                         balance=balance, balance_alpha=0.0)
+    loader.dataset.set_epoch(1)
+    full = list(loader)
+    for n in range(len(full) + 1):
+        loader.dataset.set_epoch(1)
+        loader.skip(n)
+        rest = list(loader)
+        assert len(rest) == len(full) - n
+        for got, want in zip(rest, full[n:]):
+            assert all(torch.equal(got[k], want[k]) for k in want)

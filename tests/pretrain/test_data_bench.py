@@ -52,6 +52,22 @@ def test_bench_loader_prints_the_table(built, capsys):
     assert "n/a" not in nifti_row.split("|")[3]  # the NIfTI baseline really ran
 
 
+def test_bench_loader_balance_only_compares_the_modes_side_by_side(built, capsys, monkeypatch):
+    from pretrain import bench_balance
+
+    small = bench_balance.heavy_tailed_entries(2_000, 40)
+    monkeypatch.setattr(bench_balance, "heavy_tailed_entries", lambda: small)
+    _, output = built
+    assert bench_loader.main([str(output), "--balance-only", "--patch-size", "32", "--batch-size", "2",
+                              "--workers", "0", "--seconds", "1.8"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("| Measure"))
+    assert "dataset, alpha 1 / image" in header and "dataset, alpha 0 / image" in header
+    cpu_row = next(line for line in out.splitlines() if line.startswith("| CPU s per sample"))
+    assert all(float(x) > 0 for x in cpu_row.strip("|").split("|")[1:4])  # every mode really ran
+    assert f"{len(small):,} images, 40 datasets" in out
+
+
 def test_bench_loader_rejects_a_folder_without_manifests(tmp_path, capsys):
     assert bench_loader.main([str(tmp_path)]) == 2
     assert "no manifests" in capsys.readouterr().out

@@ -126,3 +126,29 @@ def test_a_zip_with_compressed_members_is_not_read_in_place(tmp_path, prepared):
             dst.writestr(info.filename, src.read(info.filename))
     with pytest.raises(ArrayFileError):
         open_array(bad).read(np.array([0, 0, 0]), np.array([8, 8, 8]))
+
+
+def test_reads_are_serial_and_leave_the_process_thread_settings_alone(tmp_path, prepared):
+    import torch
+
+    from pretrain.data_io import SERIAL_PIECE, serial_copy
+
+    path = tmp_path / "a.b2z"
+    write_array(path, prepared.image, prepared.masks, {})
+    before_blosc, before_torch = blosc2.nthreads, torch.get_num_threads()
+    blosc2.set_nthreads(2)
+    try:
+        handle = open_array(path)
+        # each array decompresses on the calling thread whatever the process-wide count
+        assert handle.image.schunk.dparams.nthreads == 1 and handle.masks.schunk.dparams.nthreads == 1
+        lo, hi = np.array([0, 0, 0]), np.array(handle.shape)
+        image, _ = handle.read(lo, hi)
+        assert blosc2.nthreads == 2 and torch.get_num_threads() == before_torch
+        assert np.array_equal(image, prepared.image.astype(np.float16).astype(np.float32))
+    finally:
+        blosc2.set_nthreads(before_blosc)
+    # the piecewise copy covers every element, also a ragged last piece
+    n = 3 * SERIAL_PIECE + 17
+    target = torch.full((n,), -1.0)
+    serial_copy(target, torch.arange(n, dtype=torch.float16).view(-1))
+    assert torch.equal(target, torch.arange(n, dtype=torch.float16).float())

@@ -74,3 +74,73 @@ def test_a_foreign_file_is_refused(tmp_path: Path) -> None:
 def test_a_run_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         export_run(tmp_path, tmp_path / "w.pth")
+
+
+class _RunsACommand:
+    """Unpickling this runs ``touch MARKER`` (what a crafted checkpoint would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_is_refused_on_resume_and_export_without_running_code(
+        run_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    import shutil
+    import sys
+    import types
+
+    from pretrain.cli import main
+
+    fake = types.SimpleNamespace(make_loader=lambda out, **kw: SyntheticBatches(2, 1, 16))
+    monkeypatch.setitem(sys.modules, "pretrain.data", fake)  # a source, so that resume is reached
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    marker = tmp_path / "pwned"
+    good = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    torch.save({**good, "rng": _RunsACommand(marker)}, run / "checkpoints" / "last.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main([str(out), "--run-dir", str(run), "--resume", "--device", "cpu", "--workers", "0",
+                 "--no-progress"]) == 2
+    assert main(["export", str(run), "--out", str(tmp_path / "w.pth")]) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert err.count("refused to load") == 2 and "last.pt" in err and "GLOBAL posix.system" in err
+    assert all(line.startswith("pretrain: error:") for line in err.strip().splitlines()
+               if "refused" in line)
+
+
+def test_a_crafted_export_is_refused_without_running_code(run_dir: Path, tmp_path: Path) -> None:
+    from pretrain.checkpoint import UnsafeFileError
+
+    payload = export_run(run_dir, tmp_path / "w.pth")
+    marker = tmp_path / "pwned"
+    torch.save({**payload, "pretrain": _RunsACommand(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(UnsafeFileError, match="refused to load .*evil.pth"):
+        load_exported(tmp_path / "evil.pth")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("where", "name"), [("network_class_name", "subprocess.Popen"),
+                                              ("conv_op", "os.system"),
+                                              ("nonlin", "builtins.eval")])
+def test_an_export_naming_a_class_outside_the_registry_is_refused(run_dir: Path, tmp_path: Path,
+                                                                   where: str, name: str) -> None:
+    from pretrain.checkpoint import UnsafeFileError
+
+    payload = export_run(run_dir, tmp_path / "w.pth")
+    arch = {**payload["architecture"], "arch_kwargs": dict(payload["architecture"]["arch_kwargs"])}
+    if where == "network_class_name":
+        arch[where] = name
+    else:
+        arch["arch_kwargs"][where] = name
+    torch.save({**payload, "architecture": arch}, tmp_path / "odd.pth")
+    with pytest.raises(UnsafeFileError, match=f"{name!r} is not one pretrain builds"):
+        load_exported(tmp_path / "odd.pth")
+    with pytest.raises(UnsafeFileError, match="is not one pretrain builds"):
+        build_network(arch, num_classes=2)

@@ -120,3 +120,21 @@ def test_ddp_on_two_gloo_processes_keeps_ranks_in_sync(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_non_finite_loss_stops_the_run_with_a_message_and_metrics_stay_json(tmp_path: Path) -> None:
+    cfg = tiny_config(6, 2)
+    good = SyntheticBatches(1, 2, 16)
+    batch = next(iter(good))
+    poisoned = dict(batch, image=torch.full_like(batch["image"], float("inf")))
+
+    class Source:
+        def __iter__(self):
+            yield from [batch, batch, batch, poisoned]
+
+    with pytest.raises(PretrainError, match="loss became nan at step 4; the run stopped"):
+        train(cfg, Source(), tmp_path)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(x, parse_constant=lambda c: pytest.fail(f"non-JSON token {c}")) for x in lines]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["position"]["step"] == 2

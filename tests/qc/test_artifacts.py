@@ -56,7 +56,9 @@ def test_spike_score_flags_a_kspace_spike() -> None:
 def test_border_truncation_sees_a_cut_head_but_skips_the_inferior_face() -> None:
     head = np.zeros((20, 20, 20), bool)
     head[5:15, 5:15, 0:12] = True
-    assert artifacts.border_truncation(head) == pytest.approx(100 / 400)
+    assert artifacts.border_truncation(head) == pytest.approx(1.0)  # cut flat: the whole cross-section
+    ball = np.sum((np.indices((21, 21, 21)) - 10.0) ** 2, axis=0) <= 100  # touches every face at a point
+    assert artifacts.border_truncation(ball) < 0.05
     assert artifacts.border_truncation(head, skip=((2, 0),)) == 0.0
 
 
@@ -102,5 +104,27 @@ def test_profile_of_a_clean_phantom_is_finite() -> None:
     profile = measure_image(_head())
     for name in ("noise_sigma", "snr", "snr_dietrich", "cnr", "cjv", "efc", "fber", "fwhm_mm", "ghost"):
         assert math.isfinite(getattr(profile, name)), name
-    assert profile.noise_source == "air"
+    # one estimator for every image (the tissue residual); the air's beside it agrees here
+    assert profile.noise_source == "residual"
     assert profile.noise_sigma == pytest.approx(2.0, rel=0.1)
+    assert profile.noise_air == pytest.approx(2.0, rel=0.1)
+
+
+def test_bad_slices_ignore_empty_edge_slices_and_zero_background() -> None:
+    image = _head((40, 40, 40))
+    reg = regions.split(image)
+    image[:, :, 0] = 0  # an empty edge slice, outside the anatomy
+    image[:, :, 1] = image[:, :, 0]  # and its duplicate
+    assert artifacts.bad_slices(image, reg.head, reg.step) == 0
+    image[:, :, 20] = 0  # zeroed through the middle of the head
+    assert artifacts.bad_slices(image, reg.head, reg.step) == 1
+
+
+def test_padding_and_an_empty_edge_slice_change_no_measure() -> None:
+    image = _head((48, 48, 48))
+    base = measure_image(image)
+    for moved in (np.pad(image, 16), np.concatenate([image, np.zeros((1, 48, 48), image.dtype)])):
+        other = measure_image(moved)
+        for name in ("noise_sigma", "signal", "fwhm_mm", "ghost", "inu", "border_truncation", "head_fraction"):
+            assert getattr(other, name) == pytest.approx(getattr(base, name), rel=1e-6), name
+        assert other.bad_slices == base.bad_slices == 0

@@ -157,3 +157,34 @@ def test_fwhm_noise_correction_removes_added_white_noise() -> None:
     corrected, _ = measures.fwhm(noisy, mask, (1, 1, 1), sigma=0.5 * field.std())
     assert raw < 3.0
     assert corrected == pytest.approx(4.0, rel=0.1)
+
+
+def test_patch_noise_scale_is_unbiased_on_white_noise_and_robust_to_texture() -> None:
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 2.0, (40, 64, 64)).astype(np.float32)
+    assert measures.residual_sigma(100 + noise, quantile=0.1) == pytest.approx(2.0, rel=0.05)
+    # texture in a third of the volume (a fine checkerboard of +-10): the MAD reads it as noise,
+    # the flattest patches do not
+    textured = 100 + noise
+    checker = (np.indices(textured.shape).sum(axis=0) % 2 * 20 - 10).astype(np.float32)
+    textured[:, :, :21] += checker[:, :, :21]
+    assert measures.residual_sigma(textured, quantile=0.1) == pytest.approx(2.0, rel=0.1)
+    assert measures.residual_sigma(textured) > 3.0
+
+
+def test_residual_sigma_is_orientation_free() -> None:
+    rng = np.random.default_rng(4)
+    x = (100 + rng.normal(0, 1.0, (30, 40, 50))).astype(np.float32)
+    values = [measures.residual_sigma(np.transpose(x, axes), quantile=0.1) for axes in ((0, 1, 2), (2, 0, 1))]
+    assert values[0] == pytest.approx(values[1], rel=0.03)
+
+
+def test_fwhm_in_units_of_the_coarser_of_voxel_and_1mm() -> None:
+    rng = np.random.default_rng(5)
+    field = ndi.gaussian_filter(rng.normal(0, 1, (48, 48, 48)), 2.0).astype(np.float32)
+    mask = np.ones(field.shape, bool)
+    mm_1, _ = measures.fwhm(field, mask, (1.0, 1.0, 1.0), unit_floor=1.0)
+    mm_2, _ = measures.fwhm(field, mask, (2.0, 2.0, 2.0), unit_floor=1.0)
+    sub, _ = measures.fwhm(field, mask, (0.8, 0.8, 0.8), unit_floor=1.0)
+    assert mm_2 == pytest.approx(mm_1)  # coarse voxels: in voxels
+    assert sub == pytest.approx(0.8 * mm_1)  # sub-mm voxels: in mm

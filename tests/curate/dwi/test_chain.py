@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from curate.config import DwiConfig
+from curate.config import ConfigError, DwiConfig
 from curate.dwi.chain import derive
 from curate.dwi.gradients import parse_table
 from curate.dwi.phantom import gradient_scheme, simulate
@@ -118,8 +118,7 @@ def test_nan_volumes_are_dropped_with_a_warning() -> None:
     assert not result.ok and "no b0" in result.reason and "dropped" in result.reason
 
 
-def test_an_unknown_denoiser_is_reported_not_fatal() -> None:
-    data, bvals, bvecs = _good()
-    cfg = DwiConfig(denoise="bogus", gibbs=False, motion="none", bias=False)
-    result = derive(data, (2.5,) * 3, np.eye(4), bvals, bvecs, cfg)
-    assert result.ok and any("unknown denoiser" in w for w in result.warnings)
+def test_an_unknown_denoiser_is_refused_with_the_config() -> None:
+    # Before any series is read, not as a warning on every series (issue 16, item 7).
+    with pytest.raises(ConfigError, match="dwi.denoise must be one of"):
+        DwiConfig(denoise="bogus", gibbs=False, motion="none", bias=False)
