@@ -48,6 +48,8 @@ from typing import Any
 import blosc2
 import numpy as np
 
+from curate.errors import is_out_of_space, out_of_space
+
 FORMAT = "mri-curate-array"
 FORMAT_VERSION = 1
 #: Format versions this code reads; a newer file means "update mri-curate or rebuild the arrays".
@@ -97,6 +99,10 @@ def write_array(path: Path, image: np.ndarray, masks: np.ndarray, meta: dict[str
                                              blocks=blocks, cparams=_cparams(masks_codec, masks_clevel, False))
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
+    except Exception as exc:
+        if is_out_of_space(exc):
+            raise out_of_space(path) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path.stat().st_size

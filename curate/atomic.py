@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from curate.errors import is_out_of_space, out_of_space
+
 
 def temp_beside(path: Path) -> Path:
     """A hidden, unique temporary name in ``path``'s folder."""
@@ -19,12 +21,16 @@ def temp_beside(path: Path) -> Path:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write a binary file (e.g. a PNG) atomically."""
+    """Write a binary file (e.g. a PNG) atomically; a full disk raises :class:`~curate.errors.OutOfSpace`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(path)
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        if is_out_of_space(exc):
+            raise out_of_space(path) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

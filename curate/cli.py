@@ -16,7 +16,9 @@ from manifests.schema import SourceKind
 
 from curate.config import ConfigError, CurateConfig, load_config
 from curate.discover import SourceError
+from curate.errors import OutputError
 from curate.execution import RunOptions
+from curate.terminal import for_rich, printable
 
 # The report, summary and build pipeline are imported where they are used:
 # ``curate index`` stays light to start (see curate/indexing.py).
@@ -99,11 +101,11 @@ def _report(args: argparse.Namespace) -> int:
         result = make_report(args.output, worst=args.worst, best=args.best, source=args.source,
                              workers=workers)
     except ReportError as exc:
-        print(f"curate: error: {exc}", file=sys.stderr)
+        print(f"curate: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     if not args.quiet:
         note = f", {len(result.missing)} without thumbnail" if result.missing else ""
-        print(f"wrote {result.path} ({result.n_images:,} images, {result.shown} in the gallery, "
+        print(f"wrote {printable(str(result.path))} ({result.n_images:,} images, {result.shown} in the gallery, "
               f"{result.rendered} thumbnails drawn{note}) in {result.seconds:.1f} s")
     return 0
 
@@ -117,13 +119,13 @@ def _status(args: argparse.Namespace) -> int:
     try:
         table = load_manifest(args.output, READ_COLUMNS)
     except ReportError as exc:
-        print(f"curate: error: {exc}", file=sys.stderr)
+        print(f"curate: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     page = args.output / REPORT_PAGE
     note = f"report: {page}" if page.is_file() else f"no report yet: run `curate report {args.output}`"
     console = Console()
-    summary.render_table(table, console, title=args.output.name,
-                         iqs_threshold=output_config(args.output).iqs.max_iqs, notes=[note])
+    summary.render_table(table, console, title=for_rich(args.output.name),
+                         iqs_threshold=output_config(args.output).iqs.max_iqs, notes=[for_rich(note)])
     timing = timings.latest(args.output)
     if timing is not None and timing.num_rows:
         for rich_table in summary.timing_tables(timing.to_pandas()):
@@ -141,7 +143,7 @@ def _print_warnings(warnings: list[str], limit: int = 10) -> None:
     """Collection-level warnings (skipped datasets, unlistable folders) on stderr, even with -q."""
     console = Console(stderr=True)
     for line in warnings[:limit]:
-        console.print(f"[yellow]warning[/yellow]: {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning[/yellow]: {for_rich(line)}", highlight=False, soft_wrap=True)
     if len(warnings) > limit:
         console.print(f"... and {len(warnings) - limit} more warnings")
 
@@ -191,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "status": _status}
     try:
         return commands[args.command](args)
-    except (SourceError, ConfigError) as exc:
-        print(f"curate: error: {exc}", file=sys.stderr)
+    except (SourceError, ConfigError, OutputError) as exc:
+        print(f"curate: error: {printable(str(exc))}", file=sys.stderr)
         return 2
 
 

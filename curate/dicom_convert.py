@@ -38,6 +38,7 @@ from pathlib import Path
 from curate.dicom_deflate import DEFLATED, inflate_file, is_deflated, read_deflated_header
 from curate.dicom_geometry import PYDICOM_ERRORS
 from curate.dicom_stack import stack_series
+from curate.errors import out_of_space
 from curate.io import (TooLarge, UnreadableImage, check_decoded_size, format_bytes, read_header,
                        strip_nifti_suffix)
 
@@ -230,6 +231,17 @@ def _run_dcm2niix(root: Path, rel_files: list[str], tmp: Path, name: str, inflat
     return proc, dst, links
 
 
+def _short_of_space(out_dir: Path, root: Path, rel_files: list[str]) -> bool:
+    """Whether ``out_dir``'s file system has less room than the series' files take (at least 1 MiB)."""
+    need = 0
+    for rel in rel_files:
+        try:
+            need += os.stat(root / rel).st_size
+        except OSError:
+            continue
+    return shutil.disk_usage(out_dir).free < max(need, 1 << 20)
+
+
 def _slices(path: Path) -> int:
     """Slices (third axis) of a NIfTI file, from its header; 0 when unreadable."""
     try:
@@ -273,6 +285,7 @@ def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str,
         longer than ``timeout_s``; :class:`TooLarge` (a subclass) when the
         headers, or the inflation, go past the limits.
     """
+    out_dir = out_dir.absolute()  # dcm2niix would read a relative "-out/..." as an option
     check_series_size(root, rel_files, max_series_bytes, max_image_bytes)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
@@ -286,6 +299,8 @@ def convert_series(root: Path, rel_files: list[str], out_dir: Path, name: str,
                                                  max_series_bytes)
                 images = _images(dst)
         failed = proc.returncode != 0 or not images
+        if failed and _short_of_space(out_dir, root, rel_files):  # a full disk is not the series' fault
+            raise out_of_space(out_dir)
         if expected_slices and links and (failed or _split(images, expected_slices)):
             why = (failure_reason(proc.stdout + proc.stderr, proc.returncode, links, syntax) if failed else
                    f"dcm2niix split this series into {len(images)} images, the headers describe one "

@@ -1,7 +1,10 @@
 """Find the images in a source collection without reading them.
 
 One fast directory walk (``os.scandir``) collects image files, JSON sidecars
-and gradient files.  BIDS roots skip ``derivatives/``, ``sourcedata/``,
+and gradient files.  It visits each real folder once (device + inode): links
+to folders are followed, also out of SOURCE, but a loop (``loop -> .``) or a
+second name for a folder is reported in a warning instead of walked again.
+BIDS roots skip ``derivatives/``, ``sourcedata/``,
 ``code/`` and dot-folders so a derivative is never ingested as raw data.
 """
 
@@ -53,6 +56,14 @@ def holds_bids(source: Path) -> bool:
         raise SourceError(f"cannot list {source}: {exc.strerror}") from exc
 
 
+#: A folder's identity on disk: ``(st_dev, st_ino)``.
+FolderKey = tuple[int, int]
+
+
+def _key(stat: os.stat_result) -> FolderKey:
+    return (stat.st_dev, stat.st_ino)
+
+
 def _subfolders(folder: Path) -> list[Path]:
     try:
         with os.scandir(folder) as entries:
@@ -79,14 +90,15 @@ def bids_roots(source: Path, max_depth: int = BIDS_SEARCH_DEPTH) -> list[Path]:
     """The BIDS datasets at or below ``source``, never one inside another, at most ``max_depth`` down.
 
     Folders named like BIDS' own non-raw folders (``derivatives``, ``sourcedata``,
-    ``code`` ...) are not searched.
+    ``code`` ...) are not searched, and a folder reached under two names (a
+    link) is searched once.
 
     Raises
     ------
     OSError
         If ``source`` itself cannot be listed.
     """
-    os.stat(source)
+    seen = {_key(os.stat(source))}
     if is_bids_root(source):
         return [source]
     roots: list[Path] = []
@@ -94,9 +106,16 @@ def bids_roots(source: Path, max_depth: int = BIDS_SEARCH_DEPTH) -> list[Path]:
     for _ in range(max_depth):
         below: list[Path] = []
         for folder in level:
-            for child in _subfolders(folder):
+            for child in sorted(_subfolders(folder), key=Path.is_symlink):  # real names first
                 if child.name in BIDS_SKIP_DIRS:
                     continue  # a derivatives/ or sourcedata/ folder beside datasets is not raw data
+                try:
+                    key = _key(os.stat(child))
+                except OSError:
+                    continue
+                if key in seen:
+                    continue  # a second name (a link) for a folder already searched
+                seen.add(key)
                 (roots if is_bids_root(child) else below).append(child)
         level = below
     return sorted(roots)
@@ -137,34 +156,74 @@ def raw_bids_roots(source: Path) -> tuple[list[Path], list[str]]:
     return raw, warnings
 
 
+def _link_warning(rel: str, first: str) -> str:
+    """Why a directory link was not followed: a loop (it points at a folder above it) or a copy."""
+    if first == "." or rel.startswith(first + "/"):
+        return f"{rel}: a link back to {first} (a loop); not followed"
+    return f"{rel}: the same folder as {first}, walked or skipped there; not walked again"
+
+
+class _Visits:
+    """Which real folders (device + inode) a walk has claimed, and under which path."""
+
+    def __init__(self, root: Path) -> None:
+        self.seen: dict[FolderKey, str] = {}
+        try:
+            self.seen[_key(os.stat(root))] = "."
+        except OSError:
+            pass
+
+    def claim(self, key: FolderKey, rel: str) -> str | None:
+        """Claim ``key`` for ``rel``; returns the path that claimed it first, or ``None``."""
+        first = self.seen.setdefault(key, rel)
+        return None if first == rel else first
+
+
 def _walk(root: Path, skip_top: frozenset[str], found: DatasetFiles, keep_all: bool) -> None:
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
+    """Walk ``root``, each real folder once (by device and inode), whatever links point where.
+
+    Directory links are followed (a dataset may link to a data store outside
+    SOURCE), but only after every folder reachable without a link has been
+    claimed: a folder is walked under its real path, and a link to a folder
+    already walked or skipped (a loop such as ``loop -> .``, a second name for
+    a folder, a link into ``derivatives/``) gets a warning instead of a walk.
+    """
+    visits = _Visits(root)
+    real, linked = [""], []
+    while real or linked:
+        rel_dir = real.pop() if real else linked.pop(0)
         try:
             entries = list(os.scandir(root / rel_dir if rel_dir else root))
         except OSError as exc:
             found.walk_warnings.append(f"cannot list {rel_dir or '.'}: {exc.strerror}")
             continue
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                if not (rel_dir == "" and name in skip_top):
-                    stack.append(rel)
-                continue
-            if is_nifti(name):
-                found.images.append(rel)
-            elif name.lower().endswith(SIDECAR_SUFFIXES):  # T1.JSON from a Windows export
-                found.sidecars_by_dir[rel_dir].append(name)
-            elif keep_all:
-                found.other_files.append(rel)
+        for entry in sorted(entries, key=lambda e: e.name):
+            if not entry.name.startswith("."):
+                _visit(entry, rel_dir, skip_top, found, keep_all, visits, real, linked)
+
+
+def _visit(entry: os.DirEntry[str], rel_dir: str, skip_top: frozenset[str], found: DatasetFiles,
+           keep_all: bool, visits: _Visits, real: list[str], linked: list[str]) -> None:
+    """File one directory entry: queue a folder it has not seen, or record a file."""
+    name = entry.name
+    rel = f"{rel_dir}/{name}" if rel_dir else name
+    try:
+        key = _key(entry.stat()) if entry.is_dir() else None
+    except OSError:
+        key = None
+    if key is not None:
+        first = visits.claim(key, rel)
+        if first is not None:
+            found.walk_warnings.append(_link_warning(rel, first))
+        elif not (rel_dir == "" and name in skip_top):  # skipped, but claimed: links to it are not walked
+            (linked if entry.is_symlink() else real).append(rel)
+        return
+    if is_nifti(name):
+        found.images.append(rel)
+    elif name.lower().endswith(SIDECAR_SUFFIXES):  # T1.JSON from a Windows export
+        found.sidecars_by_dir[rel_dir].append(name)
+    elif keep_all:
+        found.other_files.append(rel)
 
 
 def walk_bids(root: Path) -> DatasetFiles:

@@ -29,6 +29,8 @@ from curate.config import CurateConfig, dump_config
 from curate.discover import DatasetFiles, SourceError, holds_bids, raw_bids_roots, walk_bids, walk_plain
 from curate.execution import Progress, RunOptions, map_batches
 from curate.index import IndexBatch, index_batch_table, plan_batches
+from curate.errors import is_out_of_space, out_of_space
+from curate.output import OutputLock, check_paths, keep_earlier_rows, sweep_temporaries
 from curate.atomic import write_json, write_text
 
 #: ``{image_id: (source root, image path, DICOM files relative to the root)}``.
@@ -183,12 +185,49 @@ def recorded_source(output: Path) -> Path | None:
 
 def index(source: Path, output: Path, config: CurateConfig, options: RunOptions,
           progress: Progress | None = None) -> IndexResult:
-    """``curate index``: header-only manifest of every image."""
-    prepare_output(output, config)
-    result = run_index(source, config, options, progress)
-    write_manifest(output, result.table, mio.new_run_id())
-    record_source(output, source, result.kind)
+    """``curate index``: header-only manifest of every image.
+
+    SOURCE and OUTPUT are checked first (:func:`curate.output.check_paths`)
+    and nothing is written to OUTPUT until SOURCE has been read; OUTPUT is
+    locked against a concurrent index or build (:class:`curate.output.OutputLock`).
+
+    On the OUTPUT of a build, the stage results of unchanged images are kept
+    (:func:`curate.resume.kept_rows`), so the next build has only new and
+    changed images to process.
+    """
+    check_paths(source, output)
+    with OutputLock(output) as lock:
+        result = run_index(source, config, options, progress)  # nothing is written before SOURCE is read
+        keep_earlier_rows(output, len(result), source)
+        prepare_output(output, config)
+        lock.acquire()
+        try:
+            write_manifest(output, _keeping_stage_results(output, result, config), mio.new_run_id())
+            record_source(output, source, result.kind)
+        except OSError as exc:
+            sweep_temporaries(output / "manifests")
+            if is_out_of_space(exc):
+                raise out_of_space(output / "manifests") from exc
+            raise
     return result
+
+
+def _keeping_stage_results(output: Path, result: IndexResult,
+                           config: CurateConfig) -> pa.Table | list[ImageRecord]:
+    """The index rows, with the still-valid stage results of a build already in ``output``."""
+    manifest_dir = output / "manifests"
+    if not mio.list_parts(manifest_dir):
+        return result.table
+    previous = {r.image_id: r for r in mio.read_records(manifest_dir)}
+    if not any(r.stage_fingerprints for r in previous.values()):
+        return result.table
+    # Only here, on a built OUTPUT, does the index need the stages (their fingerprints).
+    from curate.resume import kept_rows
+    from curate.stages import default_stages
+    from curate.stages.runner import stage_fingerprints
+
+    stages = default_stages(config)
+    return kept_rows(result.records, previous, stages, stage_fingerprints(stages, config))
 
 
 __all__ = ["IndexResult", "index", "prepare_output", "record_source", "recorded_source", "run_index",

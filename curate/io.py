@@ -21,6 +21,7 @@ from nibabel.spatialimages import HeaderDataError
 
 from curate import nifti
 from curate.atomic import temp_beside, write_bytes, write_json, write_text  # noqa: F401
+from curate.errors import describe, is_out_of_space, out_of_space
 
 # Header-only reads live in curate.headers (no nibabel import, for the index
 # pass); they are re-exported here so this stays the one I/O entry point.
@@ -135,7 +136,7 @@ def read_image(path: Path, max_bytes: int | None = None) -> ImageData:
                                max_bytes, "the image")
             data, notes = nifti.intensities(header.data_from_fileobj(fobj))
     except (*_READ_ERRORS, nifti.NotIntensities) as exc:
-        raise UnreadableImage(" ".join(f"data: {type(exc).__name__}: {exc}".split())) from exc
+        raise UnreadableImage(f"data: {describe(exc)}") from exc
     affine, affine_notes = nifti.best_affine(header)
     data = nifti.as_volume(data)
     zooms, zoom_notes = nifti.voxel_sizes(tuple(float(z) for z in header.get_zooms()),
@@ -145,7 +146,13 @@ def read_image(path: Path, max_bytes: int | None = None) -> ImageData:
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype: Any = None) -> None:
-    """Write a NIfTI file atomically (temporary name, then rename)."""
+    """Write a NIfTI file atomically (temporary name, then rename); nothing is left on failure.
+
+    Raises
+    ------
+    curate.errors.OutOfSpace
+        If the file system is full.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     array = np.asarray(data if dtype is None else data.astype(dtype))
     img = nib.Nifti1Image(array, affine)
@@ -153,8 +160,15 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype: Any = N
     tmp = temp_beside(path)
     # nibabel picks gzip from the name, so keep the suffix on the temporary file.
     tmp = tmp.with_name(tmp.name + ("" if not path.name.endswith(".gz") else ".nii.gz"))
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, path)
+    except OSError as exc:
+        if is_out_of_space(exc):
+            raise out_of_space(path) from exc
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_slice_dim(path: Path) -> int | None:

@@ -30,9 +30,12 @@ from manifests.schema import ImageRecord
 from curate import timings
 from curate.config import CurateConfig
 from curate.discover import SourceError
+from curate.errors import OutOfSpace, is_out_of_space, out_of_space
 from curate.execution import Progress, RunOptions
-from curate.finalize import as_stages_left_it, finalize
+from curate.finalize import finalize
 from curate.indexing import IndexResult, index, prepare_output, record_source, run_index, write_manifest
+from curate.output import OutputLock, check_paths, keep_earlier_rows, sweep_temporaries
+from curate.resume import children_of, resume
 from curate.stages import default_stages
 from curate.stages.base import Stage, StageContext, WorkItem
 from curate.stages.runner import process_batch, producer_of, reset, restore, stage_fingerprints
@@ -48,19 +51,14 @@ def _plan(result: IndexResult, previous: dict[str, ImageRecord], stages: Sequenc
           fps: dict[str, str], ctx: StageContext) -> tuple[list[WorkItem], list[int], list[ImageRecord]]:
     """Work items (with the stage index to start at) and rows that need no work at all."""
     files = result.source_files()
-    children: dict[str, list[ImageRecord]] = {}
-    for row in previous.values():
-        if row.derived_from:
-            children.setdefault(row.derived_from, []).append(row)
+    children = children_of(previous)
     items: list[WorkItem] = []
     starts: list[int] = []
     done: list[ImageRecord] = []
     for fresh in result.records:
         old = previous.get(fresh.image_id)
-        unchanged = old is not None and (old.file_size_bytes, old.source_mtime_ns) == (
-            fresh.file_size_bytes, fresh.source_mtime_ns)
-        record = restore(fresh, old if unchanged else None, stages, fps)
-        if unchanged and old is not None and as_stages_left_it(record) == as_stages_left_it(old):
+        record, finished = resume(fresh, old, stages, fps)
+        if finished and old is not None:
             done.append(old)
             done.extend(children.get(fresh.image_id, []))
             continue
@@ -162,21 +160,39 @@ def build(source: Path, output: Path, config: CurateConfig, options: RunOptions,
           progress: Progress | None = None, stages: Sequence[Stage] | None = None) -> BuildResult:
     """``curate build``: index plus every stage, resuming from a previous build in OUTPUT.
 
-    OUTPUT's build lock (:mod:`manifests.building`) is held throughout, so ``pretrain
-    --follow`` knows the build is still running.
+    SOURCE and OUTPUT are checked before anything is written, SOURCE is read
+    before OUTPUT is touched, and OUTPUT is locked for the whole build
+    (:mod:`curate.output`).  A full disk stops the build with
+    :class:`~curate.errors.OutOfSpace`; its temporary files are removed and a
+    rerun resumes from the rows already written.  OUTPUT's build lock
+    (:mod:`manifests.building`) is held too, so ``pretrain --follow`` knows the
+    build is still running.
     """
-    prepare_output(output, config)
-    with building(output):
-        return _build(source, output, config, options, progress, stages)
+    output = output.absolute()  # never a relative path that starts with "-" (dcm2niix reads options)
+    check_paths(source, output)
+    with OutputLock(output) as lock:
+        result = run_index(source, config, options)
+        keep_earlier_rows(output, len(result), source)
+        prepare_output(output, config)
+        lock.acquire()
+        sweep_temporaries(output)  # left by a killed run
+        try:
+            with building(output):
+                return _build(source, output, config, options, result, progress, stages)
+        except BaseException as exc:
+            sweep_temporaries(output)
+            if is_out_of_space(exc) and not isinstance(exc, OutOfSpace):
+                raise out_of_space(getattr(exc, "filename", None) or output) from exc
+            raise
 
 
-def _build(source: Path, output: Path, config: CurateConfig, options: RunOptions,
+def _build(source: Path, output: Path, config: CurateConfig, options: RunOptions, result: IndexResult,
            progress: Progress | None, stages: Sequence[Stage] | None) -> BuildResult:
+    """The build once SOURCE is indexed and OUTPUT prepared and locked."""
     stages = list(stages if stages is not None else default_stages(config))
     fps = stage_fingerprints(stages, config)
     run_id = mio.new_run_id()
     ctx = StageContext(source_root=source, output_root=output, config=config, run_id=run_id)
-    result = run_index(source, config, options)
     record_source(output, source, result.kind)
     manifest_dir = output / "manifests"
     previous = {r.image_id: r for r in mio.read_records(manifest_dir)}

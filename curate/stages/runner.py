@@ -18,7 +18,9 @@ from manifests.io import now_iso
 from manifests.schema import ImageRecord
 
 from curate.config import CurateConfig, fingerprint
+from curate.errors import OutOfSpace, describe, is_out_of_space, out_of_space
 from curate.io import UnreadableImage
+from curate.terminal import printable
 from curate.stages.base import Stage, StageContext, WorkItem
 from curate.threads import limit_threads
 from curate.timings import StageClock, write_part
@@ -83,8 +85,26 @@ def restore(fresh: ImageRecord, previous: ImageRecord | None, stages: Sequence[S
         record = _mark(record, stage.name, fps[stage.name])
         restored = True
     if restored:
-        record = record.replace(warnings=tuple(dict.fromkeys(fresh.warnings + previous.warnings)))
+        record = record.replace(warnings=_carried_warnings(fresh, previous, stages, fps))
     return record
+
+
+#: Start of the warning a stage bug leaves (:func:`_run_stage`).
+INTERNAL_ERROR = "internal error in stage "
+
+
+def _carried_warnings(fresh: ImageRecord, previous: ImageRecord, stages: Sequence[Stage],
+                      fps: dict[str, str]) -> tuple[str, ...]:
+    """The index's warnings plus the previous build's, less those of stages that run again.
+
+    A stage that runs again says its warnings anew; a stage bug of an earlier
+    build (``internal error in stage X``) is never carried: X either runs
+    again or was done since.
+    """
+    again = {s.name for s in stages if not _done(previous, s.name, fps[s.name])}
+    kept = [w for w in previous.warnings if not w.startswith(INTERNAL_ERROR)
+            and w.split(":", 1)[0] not in again]
+    return tuple(dict.fromkeys((*fresh.warnings, *kept)))
 
 
 def reset(record: ImageRecord, stages: Sequence[Stage]) -> ImageRecord:
@@ -104,17 +124,24 @@ def reset(record: ImageRecord, stages: Sequence[Stage]) -> ImageRecord:
 def _run_stage(stage: Stage, item: WorkItem, ctx: StageContext) -> tuple[list[WorkItem], bool]:
     """Run one stage; a failure excludes the item as ``unreadable`` and returns ``ok=False``.
 
-    A failed stage is not marked done, so the next build tries it again.
+    A failed stage is not marked done, so the next build tries it again.  A
+    full disk is not a failure of the image: it raises
+    :class:`~curate.errors.OutOfSpace` and the build stops.
     """
     try:
         return stage.run(item, ctx), True
-    except UnreadableImage as exc:
-        item.record = item.record.excluded_for("unreadable", detail=f"{stage.name}: {exc}")
-    except Exception as exc:  # a stage bug must cost one row, never the build
-        log.exception("stage %s failed on %s", stage.name, item.record.source_path)
-        item.record = item.record.excluded_for(
-            "unreadable", detail=f"stage {stage.name} failed: {type(exc).__name__}: {exc}"
-        ).with_warning(f"internal error in stage {stage.name}")
+    except Exception as exc:
+        if is_out_of_space(exc):  # a full disk is no verdict on the image: the build stops
+            if isinstance(exc, OutOfSpace):
+                raise
+            raise out_of_space(getattr(exc, "filename", None) or ctx.output_root) from exc
+        if isinstance(exc, UnreadableImage):
+            item.record = item.record.excluded_for("unreadable", detail=f"{stage.name}: {exc}")
+        else:  # a stage bug must cost one row, never the build
+            log.exception("stage %s failed on %s", stage.name, printable(item.record.source_path))
+            item.record = item.record.excluded_for(
+                "unreadable", detail=f"stage {stage.name} failed: {describe(exc)}"
+            ).with_warning(f"{INTERNAL_ERROR}{stage.name}")
     return [item], False
 
 

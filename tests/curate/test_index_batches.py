@@ -97,6 +97,11 @@ def test_clinical_batches_carry_only_sidecars_named_like_their_images(tmp_path: 
     assert b.series_description is None and b.subject == "patient1"
 
 
+def _beside(source: Path, name: str) -> Path:
+    """An OUTPUT next to SOURCE (one inside it is refused)."""
+    return source.with_name(f"{source.name}-{name}")
+
+
 def test_derivative_datasets_are_never_ingested_as_raw(tmp_path: Path, capsys) -> None:
     from curate.cli import main
     from curate.config import CurateConfig
@@ -109,10 +114,10 @@ def test_derivative_datasets_are_never_ingested_as_raw(tmp_path: Path, capsys) -
         _tree(tmp_path / name, 2)
     (tmp_path / "prep" / "dataset_description.json").write_text(
         '{"Name": "prep", "BIDSVersion": "1.9.0", "DatasetType": "derivative"}')
-    result = index(tmp_path, tmp_path / "out", CurateConfig(), RunOptions(workers=1))
+    result = index(tmp_path, _beside(tmp_path, "out"), CurateConfig(), RunOptions(workers=1))
     assert set(result.table.column("dataset").to_pylist()) == {"raw"}
     assert any("prep: skipped" in w for w in result.warnings)
-    assert main(["index", str(tmp_path), str(tmp_path / "out2"), "-q"]) == 0
+    assert main(["index", str(tmp_path), str(_beside(tmp_path, "out2")), "-q"]) == 0
     assert "prep: skipped, a BIDS derivative dataset" in capsys.readouterr().err
     with pytest.raises(SourceError, match="derivative"):
         index(tmp_path / "prep", tmp_path / "out3", CurateConfig(), RunOptions(workers=1))
@@ -131,7 +136,7 @@ def test_datasets_found_below_source_and_without_a_description(tmp_path: Path) -
     # sub-* folders under a derivatives/ folder beside the datasets are not a raw dataset
     (tmp_path / "derivatives" / "prep").mkdir(parents=True)
     _tree(tmp_path / "derivatives" / "prep", 1)
-    result = index(tmp_path, tmp_path / "out", CurateConfig(), RunOptions(workers=1))
+    result = index(tmp_path, _beside(tmp_path, "out"), CurateConfig(), RunOptions(workers=1))
     rows = result.records
     assert {r.dataset for r in rows} == {"ds01", "copy"}
     assert all(r.source_kind == "bids" and r.subject for r in rows)
@@ -184,7 +189,7 @@ def test_bids_part_phase_is_not_a_pretraining_image(tmp_path: Path, mni_t1) -> N
     anat.mkdir(parents=True)
     for part in ("mag", "phase"):
         nib.save(mni_t1, anat / f"sub-01_part-{part}_T2starw.nii.gz")
-    rows = {r.source_path.split("_")[1]: r for r in index(tmp_path, tmp_path / "out", CurateConfig(),
+    rows = {r.source_path.split("_")[1]: r for r in index(tmp_path, _beside(tmp_path, "out"), CurateConfig(),
                                                           RunOptions(workers=1)).records}
     assert rows["part-mag"].included, rows["part-mag"].exclusion_detail
     assert not rows["part-phase"].included and "modality" in rows["part-phase"].exclusion_reasons
