@@ -41,14 +41,13 @@ readers refuse versions they do not know (see :data:`READABLE_VERSIONS`).
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import blosc2
 import numpy as np
 
-from curate.errors import is_out_of_space, out_of_space
+from curate.atomic import replacing
 
 FORMAT = "mri-curate-array"
 FORMAT_VERSION = 1
@@ -88,8 +87,7 @@ def write_array(path: Path, image: np.ndarray, masks: np.ndarray, meta: dict[str
     path.parent.mkdir(parents=True, exist_ok=True)
     chunks = tuple(min(c, s) for c, s in zip(chunks, image.shape))
     blocks = tuple(min(b, c) for b, c in zip(blocks, chunks))
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{SUFFIX}")
-    try:
+    with replacing(path, SUFFIX) as tmp:
         stored = blosc2.asarray(np.ascontiguousarray(image, dtype=image_dtype), chunks=chunks, blocks=blocks,
                                 cparams=_cparams(codec, clevel, shuffle=True))
         stored.vlmeta[META_KEY] = {"format": FORMAT, "version": FORMAT_VERSION, **meta}
@@ -98,13 +96,6 @@ def write_array(path: Path, image: np.ndarray, masks: np.ndarray, meta: dict[str
             store["/masks"] = blosc2.asarray(np.ascontiguousarray(masks, dtype=np.uint8), chunks=chunks,
                                              blocks=blocks, cparams=_cparams(masks_codec, masks_clevel, False))
         os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except Exception as exc:
-        if is_out_of_space(exc):
-            raise out_of_space(path) from exc
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
     return path.stat().st_size
 
 

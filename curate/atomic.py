@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +22,34 @@ def temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write a binary file (e.g. a PNG) atomically; a full disk raises :class:`~curate.errors.OutOfSpace`."""
+@contextmanager
+def replacing(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary name beside ``path``; on success it replaces ``path``.
+
+    The one atomic-write contract every writer uses: the temporary file is
+    removed whatever happens, and a full disk raises
+    :class:`~curate.errors.OutOfSpace` naming ``path``.  ``suffix`` is appended
+    to the temporary name for writers that choose a format from it (nibabel's
+    ``.nii.gz``, blosc2's ``.b2z``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(path)
+    tmp = tmp.with_name(tmp.name + suffix)
     try:
-        tmp.write_bytes(data)
+        yield tmp
         os.replace(tmp, path)
-    except OSError as exc:
+    except Exception as exc:
         if is_out_of_space(exc):
             raise out_of_space(path) from exc
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a binary file (e.g. a PNG) atomically; a full disk raises :class:`~curate.errors.OutOfSpace`."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -45,4 +62,4 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-__all__ = ["temp_beside", "write_bytes", "write_json", "write_text"]
+__all__ = ["replacing", "temp_beside", "write_bytes", "write_json", "write_text"]

@@ -7,7 +7,6 @@ reason, so callers record it in the manifest instead of crashing.
 from __future__ import annotations
 
 import gzip
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,8 @@ from nibabel.nifti2 import Nifti2Header
 from nibabel.spatialimages import HeaderDataError
 
 from curate import nifti
-from curate.atomic import temp_beside, write_bytes, write_json, write_text  # noqa: F401
-from curate.errors import describe, is_out_of_space, out_of_space
+from curate.atomic import replacing, temp_beside, write_bytes, write_json, write_text  # noqa: F401
+from curate.errors import describe
 
 # Header-only reads live in curate.headers (no nibabel import, for the index
 # pass); they are re-exported here so this stays the one I/O entry point.
@@ -157,18 +156,9 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype: Any = N
     array = np.asarray(data if dtype is None else data.astype(dtype))
     img = nib.Nifti1Image(array, affine)
     img.header.set_data_dtype(array.dtype)
-    tmp = temp_beside(path)
     # nibabel picks gzip from the name, so keep the suffix on the temporary file.
-    tmp = tmp.with_name(tmp.name + ("" if not path.name.endswith(".gz") else ".nii.gz"))
-    try:
+    with replacing(path, ".nii.gz" if path.name.endswith(".gz") else "") as tmp:
         nib.save(img, str(tmp))
-        os.replace(tmp, path)
-    except OSError as exc:
-        if is_out_of_space(exc):
-            raise out_of_space(path) from exc
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_slice_dim(path: Path) -> int | None:

@@ -13,7 +13,6 @@ stays one row per image with what the image *is*, not how long it took.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -25,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.atomic import temp_beside
+from curate.atomic import replacing
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +66,8 @@ class StageClock:
 
 
 def _write_atomic(target: Path, table: pa.Table) -> None:
-    tmp = temp_beside(target)
-    try:
+    with replacing(target) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_part(output: Path, clock: StageClock) -> None:

@@ -168,11 +168,13 @@ class MethodConfig:
     """The pre-training method (module docstring) and its loss region.
 
     ``loss`` ``masked``: masked voxels only (S3D, MAE); ``all``: the whole volume (AMAES's
-    default).  The anonymization-aware weight and the padding mask apply to both.
+    default).  The padding mask applies to both; ``anonymization_aware`` (default true)
+    gives ``anon_mask == 1`` voxels zero weight too, false is OpenMind Table 7's "No" row.
     """
 
     name: str = "s3d"
     loss: str = "masked"
+    anonymization_aware: bool = True
 
 
 @dataclass(frozen=True, slots=True)

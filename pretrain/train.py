@@ -152,7 +152,8 @@ def train_step(model: nn.Module, batch: dict[str, torch.Tensor], mask: torch.Ten
     """Forward, anonymization-aware loss, backward, gradient clipping, optimizer step.
 
     The target is ``batch["target"]`` when the loader degraded the input (AMAES), else the
-    input itself; ``method.loss`` picks masked voxels only or the whole volume.
+    input itself; ``method.loss`` picks masked voxels only or the whole volume, and
+    ``method.anonymization_aware`` whether anonymized voxels are left out.
     """
     image = batch["image"]
     target = batch.get("target", image)
@@ -160,7 +161,8 @@ def train_step(model: nn.Module, batch: dict[str, torch.Tensor], mask: torch.Ten
     optimizer.zero_grad(set_to_none=True)
     with autocast(cfg, image.device):
         pred = model(image, mask)
-    loss = masked_l2_loss(pred, target, mask, batch.get("anon_mask"), batch.get("valid"),
+    anon = batch.get("anon_mask") if cfg.method.anonymization_aware else None
+    loss = masked_l2_loss(pred, target, mask, anon, batch.get("valid"),
                           masked_only=cfg.method.loss == "masked")
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(list(trainable(model)), cfg.optim.grad_clip)

@@ -47,7 +47,13 @@ def _keeps(d: DataConfig, r: ImageRecord) -> bool:
 
 
 def test_the_page_holds_every_recipe() -> None:
-    assert len(recipes()) == 7
+    assert len(recipes()) == 10
+
+
+def test_table_7_recipes_switch_the_anonymization_aware_loss() -> None:
+    methods = [load_config_text(t).method for t in recipes() if "[method]" in t]
+    assert sorted((m.name, m.anonymization_aware) for m in methods) == [
+        ("mae", False), ("mae", True), ("s3d", False), ("s3d", True)]
 
 
 @pytest.mark.parametrize("text", recipes())

@@ -138,3 +138,38 @@ def test_a_non_finite_loss_stops_the_run_with_a_message_and_metrics_stay_json(tm
     rows = [json.loads(x, parse_constant=lambda c: pytest.fail(f"non-JSON token {c}")) for x in lines]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert read_checkpoint(tmp_path / "checkpoints" / "last.pt")["position"]["step"] == 2
+
+
+def test_anonymization_aware_switch_decides_whether_anonymized_voxels_train() -> None:
+    """OpenMind Table 7: with the switch on, an error only in anonymized voxels teaches nothing."""
+    import dataclasses
+
+    import torch
+
+    from pretrain.config import load_config_text
+    from pretrain.train import train_step
+
+    class Scale(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return image * self.w
+
+    image = torch.ones(1, 1, 4, 4, 4)
+    target = image.clone()
+    anon = torch.zeros_like(image, dtype=torch.uint8)
+    anon[..., :2] = 1
+    target[..., :2] = 3.0  # the only reconstruction error sits in the anonymized half
+    mask = torch.zeros_like(image)  # everything masked: every voxel is in the loss region
+    batch = {"image": image, "target": target, "anon_mask": anon}
+    moved = {}
+    for aware in (True, False):
+        cfg = load_config_text(f"[method]\nanonymization_aware = {str(aware).lower()}\n")
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device="cpu"))
+        model = Scale()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        train_step(model, batch, mask, optimizer, cfg)
+        moved[aware] = abs(float(model.w) - 1.0)
+    assert moved[True] == 0.0 and moved[False] > 0.0
